@@ -1,0 +1,3 @@
+//! Simulation scenarios: production services under faults, with invariants.
+
+pub mod heartbeat;
