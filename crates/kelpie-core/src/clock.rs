@@ -126,9 +126,12 @@ pub async fn timeout<F: std::future::Future>(
 
 /// The production clock: the operating system's monotonic and real-time
 /// clocks, with tokio timers. Must be used inside a tokio runtime.
+///
+/// Monotonic time is read through tokio's clock so that readings and
+/// timers agree (also under tokio's paused test time).
 #[derive(Debug, Clone)]
 pub struct SystemClock {
-    origin: std::time::Instant,
+    origin: tokio::time::Instant,
 }
 
 impl SystemClock {
@@ -136,7 +139,7 @@ impl SystemClock {
     #[allow(clippy::disallowed_methods)] // The one production reading of the OS monotonic clock.
     pub fn new() -> Self {
         Self {
-            origin: std::time::Instant::now(),
+            origin: tokio::time::Instant::now(),
         }
     }
 }
@@ -150,7 +153,7 @@ impl Default for SystemClock {
 impl Clock for SystemClock {
     #[allow(clippy::disallowed_methods)] // The one production reading of the OS monotonic clock.
     fn now_monotonic(&self) -> MonotonicInstant {
-        let elapsed = std::time::Instant::now().duration_since(self.origin);
+        let elapsed = tokio::time::Instant::now().duration_since(self.origin);
         MonotonicInstant::from_nanos(u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX))
     }
 

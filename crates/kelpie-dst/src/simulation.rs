@@ -440,7 +440,7 @@ impl<N: Send + Sync + 'static> Simulation<N> {
     }
 
     /// Runs to a stop or the first failure.
-    pub fn run(self) -> Result<SimReport, SimFailure> {
+    pub fn run(self) -> Result<SimReport, Box<SimFailure>> {
         let _guard = SeedGuard::new(self.seed);
         let mut runner = Runner::new(self);
         runner.run()
@@ -498,7 +498,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
         }
     }
 
-    fn run(&mut self) -> Result<SimReport, SimFailure> {
+    fn run(&mut self) -> Result<SimReport, Box<SimFailure>> {
         for index in 0..self.nodes.len() {
             self.boot_node(index);
         }
@@ -699,7 +699,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
         choice
     }
 
-    fn poll_task(&mut self, id: TaskId) -> Result<(), SimFailure> {
+    fn poll_task(&mut self, id: TaskId) -> Result<(), Box<SimFailure>> {
         lock(&self.shared.ready).remove(&id);
         let taken = {
             let mut tasks = lock(&self.shared.tasks);
@@ -1121,7 +1121,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
         (world.step, world.now, nodes)
     }
 
-    fn check_invariants(&mut self) -> Result<(), SimFailure> {
+    fn check_invariants(&mut self) -> Result<(), Box<SimFailure>> {
         if self.config.invariants.is_empty() && self.config.observers.is_empty() {
             return Ok(());
         }
@@ -1156,9 +1156,9 @@ impl<N: Send + Sync + 'static> Runner<N> {
         }
     }
 
-    fn failure(&self, kind: FailureKind) -> SimFailure {
+    fn failure(&self, kind: FailureKind) -> Box<SimFailure> {
         let world = self.shared.world();
-        SimFailure {
+        Box::new(SimFailure {
             seed: self.config.seed,
             step: world.step,
             virtual_time: at(world.now),
@@ -1166,7 +1166,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
             trace_tail: world.trace.tail(),
             faults: world.counters.clone(),
             trace_hash: world.trace.hash_hex(),
-        }
+        })
     }
 
     fn report(&self, stop: StopReason) -> SimReport {

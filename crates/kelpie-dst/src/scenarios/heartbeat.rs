@@ -85,7 +85,7 @@ pub fn suspicion_bound(config: &HeartbeatConfig, faults: &FaultConfig) -> (Durat
 
 impl HeartbeatScenario {
     /// Runs the scenario with `seed`.
-    pub fn run(&self, seed: u64) -> Result<(SimReport, HeartbeatCoverage), SimFailure> {
+    pub fn run(&self, seed: u64) -> Result<(SimReport, HeartbeatCoverage), Box<SimFailure>> {
         let config = self.config;
         let coverage = Arc::new(Mutex::new(HeartbeatCoverage::default()));
         let (detect, in_flight) = suspicion_bound(&config, &self.faults);

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The test command. Does its own set-up on a fresh machine, then runs every
+# test, then the bug-switch matrix (each switch built in must be caught).
+#
+#   DST_SEEDS=k   run k seeds in the simulation sweeps (default per test)
+#   DST_SEED=n    replay seed n
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v cargo >/dev/null 2>&1; then
+    echo "error: cargo not found; install Rust (https://rustup.rs) and retry" >&2
+    exit 1
+fi
+
+echo "== cargo test (workspace)"
+cargo test --workspace --locked
+
+echo "== bug-switch matrix"
+# Each switch re-creates a known defect; its test asserts the simulator
+# catches it and names the invariant.
+for switch in bug-incarnation-no-fsync; do
+    echo "-- $switch"
+    cargo test --locked -p kelpie-dst --features "$switch" --test bug_switches
+done
