@@ -66,6 +66,11 @@ impl TaskHandle {
 pub trait Spawner: Send + Sync + 'static {
     /// Starts `future` as an independent task.
     fn spawn(&self, name: &'static str, future: BoxFuture<'static, ()>) -> TaskHandle;
+
+    /// Runs blocking work (file I/O, fsync) where it cannot stall async
+    /// tasks: tokio's blocking pool in production; inline, as one step of
+    /// its own task, in simulation.
+    fn spawn_blocking(&self, name: &'static str, work: Box<dyn FnOnce() + Send>) -> TaskHandle;
 }
 
 /// A shared spawner handle.
@@ -116,6 +121,12 @@ impl Spawner for TokioSpawner {
             handle: self.handle.spawn(future),
         }))
     }
+
+    fn spawn_blocking(&self, _name: &'static str, work: Box<dyn FnOnce() + Send>) -> TaskHandle {
+        TaskHandle::new(Box::new(TokioTask {
+            handle: self.handle.spawn_blocking(work),
+        }))
+    }
 }
 
 /// The text of a panic payload, for reporting.
@@ -148,10 +159,17 @@ mod tests {
         let stuck = spawner.spawn("stuck", Box::pin(futures::future::pending()));
         stuck.abort();
         assert_eq!(stuck.join().await, TaskExit::Aborted);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let blocking = spawner.spawn_blocking(
+            "fsync",
+            Box::new(move || tx.send(42).expect("receiver alive")),
+        );
+        assert_eq!(blocking.join().await, TaskExit::Completed);
+        assert_eq!(rx.recv(), Ok(42));
     }
 
     #[test]
     fn no_runtime_no_spawner() {
-        assert!(TokioSpawner::current().is_none());
+        assert_eq!(TokioSpawner::current().map(|_| "spawner"), None);
     }
 }

@@ -252,6 +252,13 @@ impl Spawner for SimSpawner {
     fn spawn(&self, name: &'static str, future: BoxFuture<'static, ()>) -> TaskHandle {
         self.spawn_task(name, future)
     }
+
+    fn spawn_blocking(&self, name: &'static str, work: Box<dyn FnOnce() + Send>) -> TaskHandle {
+        // Blocking work runs in one poll: a crash can come before or after
+        // it, never in the middle (as with a process that dies between syscalls
+        // it has not yet made).
+        self.spawn_task(name, Box::pin(async move { work() }))
+    }
 }
 
 /// A node's endpoint on the simulated network.

@@ -1,0 +1,211 @@
+//! The embedded durable engine: redb, crash-safe, one file in the data
+//! directory.
+//!
+//! In production it opens `<dir>/kelpie.redb` with redb's own file backend,
+//! which takes an exclusive lock: a second process on the same directory
+//! fails at once with [`StorageError::Locked`]. In simulation it runs over
+//! the [`Disk`] seam ([`DiskBackend`]), so the simulator's disk can fail
+//! I/O, lose unsynced writes and tear the last one.
+//!
+//! Every write transaction commits with `Durability::Immediate`: redb has
+//! synced it before [`Engine::write`] returns. (The bug switch
+//! `bug-storage-ack-before-sync` commits with `Durability::None` instead.)
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kelpie_core::disk::{Disk, DiskFile};
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+
+use crate::engine::{Engine, Snapshot, WriteBody, WriteView};
+use crate::error::StorageError;
+
+/// The one table: raw key to value.
+const KV: TableDefinition<'static, &[u8], &[u8]> = TableDefinition::new("kv");
+/// The database file inside the data directory.
+pub const DATABASE_FILE: &str = "kelpie.redb";
+
+fn io(context: &str, error: impl std::fmt::Display) -> StorageError {
+    StorageError::Io {
+        message: format!("{context}: {error}"),
+    }
+}
+
+/// redb as a Kelpie engine.
+pub struct EmbeddedEngine {
+    db: Database,
+    location: String,
+}
+
+impl std::fmt::Debug for EmbeddedEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbeddedEngine")
+            .field("location", &self.location)
+            .finish()
+    }
+}
+
+impl EmbeddedEngine {
+    /// Opens (or creates) the database in directory `dir`.
+    ///
+    /// Fails with [`StorageError::Locked`] if another process has it open.
+    pub fn open_dir(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
+        let dir = dir.as_ref();
+        std::fs::create_dir_all(dir)
+            .map_err(|error| io(&format!("create {}", dir.display()), error))?;
+        let path: PathBuf = dir.join(DATABASE_FILE);
+        let db = match Database::create(&path) {
+            Ok(db) => db,
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(StorageError::Locked {
+                    path: dir.display().to_string(),
+                })
+            }
+            Err(error) => return Err(io(&format!("open {}", path.display()), error)),
+        };
+        Self::initialized(db, path.display().to_string())
+    }
+
+    /// Opens (or creates) the database on `disk` (the simulator's disk, or
+    /// any other [`Disk`]).
+    pub fn open_on_disk(disk: &dyn Disk) -> Result<Self, StorageError> {
+        let file = disk
+            .open(DATABASE_FILE)
+            .map_err(|error| io("open database file", error))?;
+        let db = redb::Builder::new()
+            .create_with_backend(DiskBackend { file })
+            .map_err(|error| io("open database", error))?;
+        Self::initialized(db, format!("disk:{DATABASE_FILE}"))
+    }
+
+    fn initialized(db: Database, location: String) -> Result<Self, StorageError> {
+        let engine = Self { db, location };
+        // Create the table so read transactions always find it.
+        engine.write(&mut |_| Ok(()))?;
+        Ok(engine)
+    }
+}
+
+struct EmbeddedSnapshot {
+    table: redb::ReadOnlyTable<&'static [u8], &'static [u8]>,
+}
+
+impl Snapshot for EmbeddedSnapshot {
+    fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        let value = self.table.get(key).map_err(|error| io("read", error))?;
+        Ok(value.map(|guard| Bytes::copy_from_slice(guard.value())))
+    }
+
+    fn scan(
+        &self,
+        start: &[u8],
+        end: &[u8],
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError> {
+        let range = self
+            .table
+            .range(start..end)
+            .map_err(|error| io("scan", error))?;
+        let mut entries = Vec::new();
+        for entry in range.take(limit) {
+            let (key, value) = entry.map_err(|error| io("scan", error))?;
+            entries.push((key.value().to_vec(), Bytes::copy_from_slice(value.value())));
+        }
+        Ok(entries)
+    }
+}
+
+struct EmbeddedWrite<'a, 'txn> {
+    table: &'a mut redb::Table<'txn, &'static [u8], &'static [u8]>,
+}
+
+impl WriteView for EmbeddedWrite<'_, '_> {
+    fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        let value = self.table.get(key).map_err(|error| io("read", error))?;
+        Ok(value.map(|guard| Bytes::copy_from_slice(guard.value())))
+    }
+
+    fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
+        self.table
+            .insert(key, value)
+            .map_err(|error| io("write", error))?;
+        Ok(())
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
+        self.table
+            .remove(key)
+            .map_err(|error| io("delete", error))?;
+        Ok(())
+    }
+}
+
+impl Engine for EmbeddedEngine {
+    fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError> {
+        let txn = self
+            .db
+            .begin_read()
+            .map_err(|error| io("begin read", error))?;
+        let table = txn
+            .open_table(KV)
+            .map_err(|error| io("open table", error))?;
+        Ok(Box::new(EmbeddedSnapshot { table }))
+    }
+
+    fn write(&self, body: WriteBody<'_>) -> Result<(), StorageError> {
+        #[allow(unused_mut)] // Mutable only with the bug switch.
+        let mut txn = self
+            .db
+            .begin_write()
+            .map_err(|error| io("begin write", error))?;
+        #[cfg(feature = "bug-storage-ack-before-sync")]
+        txn.set_durability(redb::Durability::None)
+            .map_err(|error| io("set durability", error))?;
+        {
+            let mut table = txn
+                .open_table(KV)
+                .map_err(|error| io("open table", error))?;
+            body(&mut EmbeddedWrite { table: &mut table })?;
+        }
+        txn.commit().map_err(|error| io("commit", error))
+    }
+
+    fn is_durable(&self) -> bool {
+        true
+    }
+}
+
+/// redb's storage backend over a Kelpie [`DiskFile`].
+#[derive(Debug)]
+pub struct DiskBackend {
+    file: Arc<dyn DiskFile>,
+}
+
+fn backend_error(error: kelpie_core::disk::DiskError) -> std::io::Error {
+    std::io::Error::other(error.to_string())
+}
+
+impl redb::StorageBackend for DiskBackend {
+    fn len(&self) -> Result<u64, std::io::Error> {
+        self.file.len().map_err(backend_error)
+    }
+
+    fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
+        let bytes = self.file.read(offset, out.len()).map_err(backend_error)?;
+        out.copy_from_slice(&bytes);
+        Ok(())
+    }
+
+    fn set_len(&self, len: u64) -> Result<(), std::io::Error> {
+        self.file.set_len(len).map_err(backend_error)
+    }
+
+    fn sync_data(&self) -> Result<(), std::io::Error> {
+        self.file.sync_data().map_err(backend_error)
+    }
+
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), std::io::Error> {
+        self.file.write(offset, data).map_err(backend_error)
+    }
+}

@@ -1,0 +1,700 @@
+//! [`Store`]: transactions over an [`Engine`] with snapshot reads,
+//! read-your-writes, optimistic conflict detection, fencing preconditions and
+//! group commit.
+//!
+//! **Isolation.** A transaction reads one snapshot taken when it began, plus
+//! its own writes. At commit, its read set (keys and scanned ranges) is
+//! validated against every commit since its snapshot; any overlap fails it
+//! with [`StorageError::Conflict`] and applies nothing. So committed
+//! read-write transactions are serializable in commit order. A read-only
+//! transaction commits at its snapshot without validation.
+//!
+//! **Group commit.** Commits queue to one committer task, which takes every
+//! queued commit (up to [`COMMIT_BATCH_MAX`]) and runs them in one engine
+//! write transaction — one fsync for the whole batch — validating each in
+//! order and skipping (failing) those that conflict or are fenced. Each
+//! caller is answered only after the batch is durable.
+//!
+//! **Fencing.** A commit may carry a precondition "key K holds token T",
+//! checked inside the same engine transaction as its writes.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use kelpie_core::limits::{
+    SCAN_PAGE_ENTRIES_MAX, STORAGE_VALUE_BYTES_MAX, TRANSACTION_BYTES_MAX, TRANSACTION_KEYS_MAX,
+};
+use kelpie_core::spawn::SharedSpawner;
+use kelpie_core::ActorId;
+
+use crate::engine::{Engine, Snapshot, WriteView};
+use crate::error::{printable, StorageError};
+use crate::key::{actor_range, check_user_key, raw_key, Space};
+
+/// Most commits in one group-commit batch.
+pub const COMMIT_BATCH_MAX: usize = 256;
+/// Most commits waiting for the committer; senders wait beyond it.
+pub const COMMIT_QUEUE_MAX: usize = 4096;
+/// Most committed write sets kept for validation; transactions whose
+/// snapshot is older than the oldest kept get `Conflict`.
+pub const VALIDATION_LOG_ENTRIES_MAX: usize = 100_000;
+
+/// What a successful commit reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The commit's position in the store's total commit order (for a
+    /// read-only transaction, the snapshot it read).
+    pub version: u64,
+}
+
+struct CommittedWrites {
+    version: u64,
+    keys: Arc<Vec<Vec<u8>>>,
+}
+
+#[derive(Default)]
+struct OccState {
+    version: u64,
+    /// Versions at or below the floor were pruned from the log.
+    floor: u64,
+    log: VecDeque<CommittedWrites>,
+    active: BTreeMap<u64, usize>,
+}
+
+impl OccState {
+    fn prune(&mut self) {
+        let oldest_needed = self.active.keys().next().copied().unwrap_or(self.version);
+        while self
+            .log
+            .front()
+            .is_some_and(|entry| entry.version <= oldest_needed)
+        {
+            if let Some(entry) = self.log.pop_front() {
+                self.floor = self.floor.max(entry.version);
+            }
+        }
+        while self.log.len() > VALIDATION_LOG_ENTRIES_MAX {
+            if let Some(entry) = self.log.pop_front() {
+                self.floor = self.floor.max(entry.version);
+            }
+        }
+    }
+}
+
+/// Counters of the committer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    /// Transactions committed.
+    pub commits: u64,
+    /// Commits rejected (conflict or fencing).
+    pub rejected: u64,
+    /// Engine write transactions (durable writes) used for them.
+    pub batches: u64,
+}
+
+struct StoreInner {
+    engine: Arc<dyn Engine>,
+    stats: Mutex<StoreStats>,
+    occ: Mutex<OccState>,
+    queue: Mutex<Option<futures::channel::mpsc::Sender<CommitRequest>>>,
+}
+
+impl StoreInner {
+    fn occ(&self) -> MutexGuard<'_, OccState> {
+        // Every update of the OCC state is a few assignments that cannot panic midway.
+        self.occ
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Keeps a snapshot version registered while a transaction (or its queued
+/// commit) may still need validation against it.
+struct ActiveSnapshot {
+    inner: Arc<StoreInner>,
+    version: u64,
+}
+
+impl Drop for ActiveSnapshot {
+    fn drop(&mut self) {
+        let mut occ = self.inner.occ();
+        if let Some(count) = occ.active.get_mut(&self.version) {
+            *count -= 1;
+            if *count == 0 {
+                occ.active.remove(&self.version);
+            }
+        }
+        occ.prune();
+    }
+}
+
+struct Fence {
+    key: Vec<u8>,
+    token: Bytes,
+}
+
+struct CommitRequest {
+    active: ActiveSnapshot,
+    reads: BTreeSet<Vec<u8>>,
+    ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    writes: BTreeMap<Vec<u8>, Option<Bytes>>,
+    fence: Option<Fence>,
+    reply: oneshot::Sender<Result<CommitInfo, StorageError>>,
+}
+
+/// A transactional key-value store shared by every actor of a node.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<StoreInner>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("version", &self.inner.occ().version)
+            .finish()
+    }
+}
+
+impl Store {
+    /// A store over `engine`; its committer task runs on `spawner`.
+    pub fn new(engine: Arc<dyn Engine>, spawner: SharedSpawner) -> Self {
+        let (sender, receiver) = futures::channel::mpsc::channel(COMMIT_QUEUE_MAX);
+        let inner = Arc::new(StoreInner {
+            engine,
+            occ: Mutex::new(OccState::default()),
+            stats: Mutex::new(StoreStats::default()),
+            queue: Mutex::new(Some(sender)),
+        });
+        let committer = Committer {
+            inner: inner.clone(),
+            spawner: spawner.clone(),
+        };
+        // Detached: it ends when the store is closed (or its node crashes).
+        let _committer = spawner.spawn("storage-committer", Box::pin(committer.run(receiver)));
+        Self { inner }
+    }
+
+    /// Begins a transaction reading a snapshot of everything committed.
+    pub fn begin(&self) -> Result<Transaction, StorageError> {
+        let (version, snapshot) = {
+            let mut occ = self.inner.occ();
+            let snapshot = self.inner.engine.snapshot()?;
+            let version = occ.version;
+            *occ.active.entry(version).or_insert(0) += 1;
+            (version, snapshot)
+        };
+        Ok(Transaction {
+            active: Some(ActiveSnapshot {
+                inner: self.inner.clone(),
+                version,
+            }),
+            snapshot,
+            reads: BTreeSet::new(),
+            ranges: Vec::new(),
+            writes: BTreeMap::new(),
+            write_bytes: 0,
+            fence: None,
+        })
+    }
+
+    /// The version of the last commit.
+    pub fn version(&self) -> u64 {
+        self.inner.occ().version
+    }
+
+    /// Commit counters: with group commit, `batches` grows slower than
+    /// `commits` under concurrency.
+    pub fn stats(&self) -> StoreStats {
+        *self
+            .inner
+            .stats
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Whether commits survive a crash.
+    pub fn is_durable(&self) -> bool {
+        self.inner.engine.is_durable()
+    }
+
+    /// Stops accepting commits; queued ones still complete. Idempotent.
+    pub fn close(&self) {
+        self.inner
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+    }
+}
+
+/// One transaction. Reads see the snapshot taken at [`Store::begin`] plus
+/// this transaction's own writes. Nothing is visible to others until
+/// [`Transaction::commit`] succeeds; dropping it discards everything.
+pub struct Transaction {
+    active: Option<ActiveSnapshot>,
+    snapshot: Box<dyn Snapshot>,
+    reads: BTreeSet<Vec<u8>>,
+    ranges: Vec<(Vec<u8>, Vec<u8>)>,
+    writes: BTreeMap<Vec<u8>, Option<Bytes>>,
+    write_bytes: usize,
+    fence: Option<Fence>,
+}
+
+impl std::fmt::Debug for Transaction {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transaction")
+            .field("snapshot_version", &self.snapshot_version())
+            .field("writes", &self.writes.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Transaction {
+    /// The version of the snapshot this transaction reads.
+    pub fn snapshot_version(&self) -> u64 {
+        self.active.as_ref().map_or(0, |active| active.version)
+    }
+
+    /// Reads `key` of `actor`.
+    pub fn get(&mut self, actor: &ActorId, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        check_user_key(key)?;
+        self.raw_get(raw_key(Space::State, actor, key))
+    }
+
+    /// Writes `value` at `key` of `actor`. Limits are checked now; on error
+    /// the transaction is unchanged.
+    pub fn put(
+        &mut self,
+        actor: &ActorId,
+        key: &[u8],
+        value: impl Into<Bytes>,
+    ) -> Result<(), StorageError> {
+        check_user_key(key)?;
+        self.raw_put(raw_key(Space::State, actor, key), value.into())
+    }
+
+    /// Deletes `key` of `actor`.
+    pub fn delete(&mut self, actor: &ActorId, key: &[u8]) -> Result<(), StorageError> {
+        check_user_key(key)?;
+        self.raw_delete(raw_key(Space::State, actor, key))
+    }
+
+    /// Up to `limit` entries of `actor` with keys in `(start, end)`, in key
+    /// order, including this transaction's writes.
+    pub fn scan(
+        &mut self,
+        actor: &ActorId,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+        let (actor_start, actor_end) = actor_range(Space::State, actor);
+        let prefix_len = actor_start.len();
+        let bound = |key: &[u8], inclusive_start: bool| {
+            let mut raw = actor_start.clone();
+            raw.extend_from_slice(key);
+            if !inclusive_start {
+                raw.push(0);
+            }
+            raw
+        };
+        let raw_start = match start {
+            Bound::Included(key) => bound(key, true),
+            Bound::Excluded(key) => bound(key, false),
+            Bound::Unbounded => actor_start.clone(),
+        };
+        let raw_end = match end {
+            Bound::Included(key) => bound(key, false),
+            Bound::Excluded(key) => bound(key, true),
+            Bound::Unbounded => actor_end,
+        };
+        let entries = self.raw_scan(raw_start, raw_end, limit)?;
+        Ok(entries
+            .into_iter()
+            .map(|(key, value)| (Bytes::copy_from_slice(&key[prefix_len..]), value))
+            .collect())
+    }
+
+    /// Requires, at commit, that the fencing token of `actor` equals `token`,
+    /// checked atomically with the writes.
+    pub fn require_fence(&mut self, actor: &ActorId, token: impl Into<Bytes>) {
+        self.fence = Some(Fence {
+            key: raw_key(Space::Fence, actor, b""),
+            token: token.into(),
+        });
+    }
+
+    /// Writes the fencing token of `actor` (the ownership layer's job).
+    pub fn set_fence_token(
+        &mut self,
+        actor: &ActorId,
+        token: impl Into<Bytes>,
+    ) -> Result<(), StorageError> {
+        self.raw_put(raw_key(Space::Fence, actor, b""), token.into())
+    }
+
+    /// Reads the fencing token of `actor`.
+    pub fn fence_token(&mut self, actor: &ActorId) -> Result<Option<Bytes>, StorageError> {
+        self.raw_get(raw_key(Space::Fence, actor, b""))
+    }
+
+    /// Keys written so far.
+    pub fn write_count(&self) -> usize {
+        self.writes.len()
+    }
+
+    pub(crate) fn raw_get(&mut self, key: Vec<u8>) -> Result<Option<Bytes>, StorageError> {
+        if let Some(write) = self.writes.get(&key) {
+            return Ok(write.clone());
+        }
+        let value = self.snapshot.get(&key)?;
+        self.reads.insert(key);
+        Ok(value)
+    }
+
+    pub(crate) fn raw_put(&mut self, key: Vec<u8>, value: Bytes) -> Result<(), StorageError> {
+        if value.len() > STORAGE_VALUE_BYTES_MAX {
+            return Err(StorageError::ValueTooLarge {
+                key: printable(&key),
+                bytes: value.len(),
+                max: STORAGE_VALUE_BYTES_MAX,
+            });
+        }
+        self.record_write(key, Some(value))
+    }
+
+    pub(crate) fn raw_delete(&mut self, key: Vec<u8>) -> Result<(), StorageError> {
+        self.record_write(key, None)
+    }
+
+    fn record_write(&mut self, key: Vec<u8>, value: Option<Bytes>) -> Result<(), StorageError> {
+        let new_bytes = key.len() + value.as_ref().map_or(0, Bytes::len);
+        let old_bytes = self
+            .writes
+            .get(&key)
+            .map(|old| key.len() + old.as_ref().map_or(0, Bytes::len))
+            .unwrap_or(0);
+        let count =
+            self.writes.len() + usize::from(old_bytes == 0 && !self.writes.contains_key(&key));
+        if count > TRANSACTION_KEYS_MAX {
+            return Err(StorageError::TooManyKeys {
+                count,
+                max: TRANSACTION_KEYS_MAX,
+            });
+        }
+        let bytes = self.write_bytes - old_bytes + new_bytes;
+        if bytes > TRANSACTION_BYTES_MAX {
+            return Err(StorageError::TransactionTooLarge {
+                bytes,
+                max: TRANSACTION_BYTES_MAX,
+            });
+        }
+        self.write_bytes = bytes;
+        self.writes.insert(key, value);
+        Ok(())
+    }
+
+    pub(crate) fn raw_scan(
+        &mut self,
+        start: Vec<u8>,
+        end: Vec<u8>,
+        limit: usize,
+    ) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError> {
+        if limit == 0 || limit > SCAN_PAGE_ENTRIES_MAX {
+            return Err(StorageError::ScanLimit {
+                limit,
+                max: SCAN_PAGE_ENTRIES_MAX,
+            });
+        }
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let own: Vec<(&Vec<u8>, &Option<Bytes>)> =
+            self.writes.range(start.clone()..end.clone()).collect();
+        let deleted = own.iter().filter(|(_, value)| value.is_none()).count();
+        let mut merged: BTreeMap<Vec<u8>, Bytes> = self
+            .snapshot
+            .scan(&start, &end, limit + deleted)?
+            .into_iter()
+            .collect();
+        let fetched_all = merged.len() < limit + deleted;
+        let horizon = merged.keys().next_back().cloned();
+        for (key, value) in own {
+            // Own writes past what the snapshot page covered are only
+            // merged if the page reached the end of the range.
+            if !fetched_all && horizon.as_ref().is_some_and(|last| key > last) {
+                continue;
+            }
+            match value {
+                Some(value) => merged.insert(key.clone(), value.clone()),
+                None => merged.remove(key),
+            };
+        }
+        self.ranges.push((start, end));
+        Ok(merged.into_iter().take(limit).collect())
+    }
+
+    /// Commits atomically: every write or none, validated against commits
+    /// since this transaction's snapshot, with the fencing precondition if
+    /// set. Returns once the commit is durable (for a durable engine).
+    ///
+    /// Cancellation: dropping the future after it started may still let the
+    /// commit happen; the outcome is then unknown, as with a lost reply.
+    pub async fn commit(mut self) -> Result<CommitInfo, StorageError> {
+        let Some(active) = self.active.take() else {
+            return Err(StorageError::Closed);
+        };
+        if self.writes.is_empty() && self.fence.is_none() {
+            // Read-only: serializable at its snapshot.
+            return Ok(CommitInfo {
+                version: active.version,
+            });
+        }
+        let inner = active.inner.clone();
+        let (reply, answer) = oneshot::channel();
+        let request = CommitRequest {
+            active,
+            reads: std::mem::take(&mut self.reads),
+            ranges: std::mem::take(&mut self.ranges),
+            writes: std::mem::take(&mut self.writes),
+            fence: self.fence.take(),
+            reply,
+        };
+        let sender = inner
+            .queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
+        let Some(mut sender) = sender else {
+            return Err(StorageError::Closed);
+        };
+        futures::SinkExt::send(&mut sender, request)
+            .await
+            .map_err(|_| StorageError::Closed)?;
+        answer.await.unwrap_or(Err(StorageError::Closed))
+    }
+}
+
+struct Committer {
+    inner: Arc<StoreInner>,
+    spawner: SharedSpawner,
+}
+
+/// Whether `request` conflicts with any write set in `log` or `batch`
+/// committed after its snapshot. Returns the conflicting key.
+fn conflict(
+    request: &CommitRequest,
+    occ: &OccState,
+    batch: &[Arc<Vec<Vec<u8>>>],
+) -> Option<Vec<u8>> {
+    if cfg!(feature = "bug-storage-skip-occ-check") {
+        return None;
+    }
+    let snapshot = request.active.version;
+    if snapshot < occ.floor {
+        return Some(b"<validation history pruned>".to_vec());
+    }
+    let later = occ
+        .log
+        .iter()
+        .filter(|entry| entry.version > snapshot)
+        .map(|entry| &entry.keys)
+        .chain(batch.iter());
+    for keys in later {
+        for key in keys.iter() {
+            if request.reads.contains(key)
+                || request
+                    .ranges
+                    .iter()
+                    .any(|(start, end)| start <= key && key < end)
+            {
+                return Some(key.clone());
+            }
+        }
+    }
+    None
+}
+
+fn check_fence(view: &mut dyn WriteView, fence: &Option<Fence>) -> Result<(), StorageError> {
+    let Some(fence) = fence else { return Ok(()) };
+    let found = view.get(&fence.key)?;
+    if found.as_ref() == Some(&fence.token) {
+        return Ok(());
+    }
+    Err(StorageError::FencingRejected {
+        key: printable(&fence.key),
+        expected: fence.token.to_vec(),
+        found: found.map(|value| value.to_vec()),
+    })
+}
+
+type BatchOutcome = Vec<Result<Arc<Vec<Vec<u8>>>, StorageError>>;
+
+impl Committer {
+    async fn run(self, mut receiver: futures::channel::mpsc::Receiver<CommitRequest>) {
+        use futures::StreamExt;
+        while let Some(first) = receiver.next().await {
+            let mut batch = vec![first];
+            while batch.len() < COMMIT_BATCH_MAX {
+                match receiver.try_recv() {
+                    Ok(request) => batch.push(request),
+                    Err(_) => break,
+                }
+            }
+            if cfg!(feature = "bug-storage-nonatomic-apply") {
+                for request in batch {
+                    self.commit_nonatomic(request).await;
+                }
+            } else {
+                self.commit_batch(batch).await;
+            }
+        }
+    }
+
+    /// Runs `work` on the blocking seam and waits for its result.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Option<T> {
+        let (sender, receiver) = oneshot::channel();
+        let _task = self.spawner.spawn_blocking(
+            "storage-commit",
+            Box::new(move || {
+                let _ = sender.send(work());
+            }),
+        );
+        receiver.await.ok()
+    }
+
+    async fn commit_batch(&self, batch: Vec<CommitRequest>) {
+        let inner = self.inner.clone();
+        let (batch, outcomes) = match self.blocking(move || apply_batch(&inner, batch)).await {
+            Some(result) => result,
+            None => return,
+        };
+        self.publish(batch, outcomes);
+    }
+
+    /// Publishes versions for the successful commits, then answers everyone.
+    fn publish(&self, batch: Vec<CommitRequest>, outcomes: BatchOutcome) {
+        {
+            let mut stats = self
+                .inner
+                .stats
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            stats.batches += 1;
+            for outcome in &outcomes {
+                match outcome {
+                    Ok(_) => stats.commits += 1,
+                    Err(_) => stats.rejected += 1,
+                }
+            }
+        }
+        let mut answers = Vec::with_capacity(batch.len());
+        {
+            let mut occ = self.inner.occ();
+            for (request, outcome) in batch.into_iter().zip(outcomes) {
+                let answer = outcome.map(|keys| {
+                    occ.version += 1;
+                    let version = occ.version;
+                    occ.log.push_back(CommittedWrites { version, keys });
+                    CommitInfo { version }
+                });
+                answers.push((request, answer));
+            }
+        }
+        for (request, answer) in answers {
+            let CommitRequest { active, reply, .. } = request;
+            drop(active);
+            let _ = reply.send(answer);
+        }
+    }
+
+    /// The `bug-storage-nonatomic-apply` path: each write is its own engine
+    /// transaction, with a yield between them, so readers and crashes can
+    /// see half a commit.
+    async fn commit_nonatomic(&self, request: CommitRequest) {
+        let verdict = {
+            let occ = self.inner.occ();
+            match conflict(&request, &occ, &[]) {
+                Some(key) => Err(StorageError::Conflict {
+                    key: printable(&key),
+                }),
+                None => Ok(()),
+            }
+        };
+        let mut result = verdict;
+        if result.is_ok() {
+            let writes: Vec<(Vec<u8>, Option<Bytes>)> = request
+                .writes
+                .iter()
+                .map(|(key, value)| (key.clone(), value.clone()))
+                .collect();
+            for (key, value) in writes {
+                let engine = self.inner.engine.clone();
+                let applied = self
+                    .blocking(move || {
+                        engine.write(&mut |view| match &value {
+                            Some(value) => view.put(&key, value),
+                            None => view.delete(&key),
+                        })
+                    })
+                    .await
+                    .unwrap_or(Err(StorageError::Closed));
+                if let Err(error) = applied {
+                    result = Err(error);
+                    break;
+                }
+            }
+        }
+        let keys = Arc::new(request.writes.keys().cloned().collect::<Vec<_>>());
+        self.publish(vec![request], vec![result.map(|()| keys)]);
+    }
+}
+
+/// Validates and applies a batch in one engine transaction.
+fn apply_batch(
+    inner: &StoreInner,
+    batch: Vec<CommitRequest>,
+) -> (Vec<CommitRequest>, BatchOutcome) {
+    let mut outcomes: BatchOutcome = Vec::with_capacity(batch.len());
+    let written = inner.engine.write(&mut |view| {
+        outcomes.clear();
+        let occ = inner.occ();
+        let mut applied: Vec<Arc<Vec<Vec<u8>>>> = Vec::new();
+        for request in &batch {
+            if let Some(key) = conflict(request, &occ, &applied) {
+                outcomes.push(Err(StorageError::Conflict {
+                    key: printable(&key),
+                }));
+                continue;
+            }
+            if let Err(error) = check_fence(view, &request.fence) {
+                if matches!(error, StorageError::FencingRejected { .. }) {
+                    outcomes.push(Err(error));
+                    continue;
+                }
+                return Err(error);
+            }
+            for (key, value) in &request.writes {
+                match value {
+                    Some(value) => view.put(key, value)?,
+                    None => view.delete(key)?,
+                }
+            }
+            let keys = Arc::new(request.writes.keys().cloned().collect::<Vec<_>>());
+            applied.push(keys.clone());
+            outcomes.push(Ok(keys));
+        }
+        Ok(())
+    });
+    if let Err(error) = written {
+        outcomes = batch.iter().map(|_| Err(error.clone())).collect();
+    }
+    (batch, outcomes)
+}

@@ -1,0 +1,374 @@
+//! Store semantics on both engines: snapshot reads, read-your-writes,
+//! conflicts, fencing, limits, group commit, durability across reopen.
+
+use std::ops::Bound;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kelpie_core::limits::{STORAGE_VALUE_BYTES_MAX, TRANSACTION_KEYS_MAX};
+use kelpie_core::spawn::TokioSpawner;
+use kelpie_core::ActorId;
+use kelpie_storage::{EmbeddedEngine, Engine, MemoryEngine, StorageError, Store};
+
+fn actor(key: &str) -> ActorId {
+    ActorId::new("test", key).expect("valid id")
+}
+
+fn store_on(engine: Arc<dyn Engine>) -> Store {
+    Store::new(
+        engine,
+        Arc::new(TokioSpawner::current().expect("in a runtime")),
+    )
+}
+
+/// Runs `check` against a memory store and an embedded store.
+async fn on_both<F, Fut>(check: F)
+where
+    F: Fn(Store) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    check(store_on(Arc::new(MemoryEngine::new()))).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    check(store_on(Arc::new(
+        EmbeddedEngine::open_dir(dir.path()).expect("open"),
+    )))
+    .await;
+}
+
+#[tokio::test]
+async fn reads_see_own_writes_and_a_fixed_snapshot() {
+    on_both(|store| async move {
+        let a = actor("a");
+        let mut setup = store.begin().expect("begin");
+        setup.put(&a, b"k", Bytes::from_static(b"v1")).expect("put");
+        setup.commit().await.expect("commit");
+
+        let mut reader = store.begin().expect("begin");
+        let mut writer = store.begin().expect("begin");
+        writer
+            .put(&a, b"k", Bytes::from_static(b"v2"))
+            .expect("put");
+        assert_eq!(
+            writer.get(&a, b"k"),
+            Ok(Some(Bytes::from_static(b"v2"))),
+            "read your writes"
+        );
+        writer.commit().await.expect("commit");
+        assert_eq!(
+            reader.get(&a, b"k"),
+            Ok(Some(Bytes::from_static(b"v1"))),
+            "snapshot from begin"
+        );
+        let mut fresh = store.begin().expect("begin");
+        assert_eq!(fresh.get(&a, b"k"), Ok(Some(Bytes::from_static(b"v2"))));
+        fresh.delete(&a, b"k").expect("delete");
+        assert_eq!(fresh.get(&a, b"k"), Ok(None));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn overlapping_read_write_transactions_one_wins_the_other_conflicts() {
+    on_both(|store| async move {
+        let a = actor("counter");
+        let mut first = store.begin().expect("begin");
+        let mut second = store.begin().expect("begin");
+        assert_eq!(first.get(&a, b"n"), Ok(None));
+        assert_eq!(second.get(&a, b"n"), Ok(None));
+        first
+            .put(&a, b"n", Bytes::from_static(b"first"))
+            .expect("put");
+        second
+            .put(&a, b"n", Bytes::from_static(b"second"))
+            .expect("put");
+        second
+            .put(&a, b"other", Bytes::from_static(b"x"))
+            .expect("put");
+        let version_before = store.version();
+        assert_eq!(
+            first.commit().await.map(|info| info.version),
+            Ok(version_before + 1)
+        );
+        assert!(matches!(
+            second.commit().await,
+            Err(StorageError::Conflict { .. })
+        ));
+        let mut check = store.begin().expect("begin");
+        assert_eq!(check.get(&a, b"n"), Ok(Some(Bytes::from_static(b"first"))));
+        assert_eq!(
+            check.get(&a, b"other"),
+            Ok(None),
+            "the loser applied nothing"
+        );
+        assert_eq!(store.version(), version_before + 1);
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_scan_conflicts_with_a_later_insert_into_its_range() {
+    on_both(|store| async move {
+        let a = actor("list");
+        let mut scanner = store.begin().expect("begin");
+        let seen = scanner
+            .scan(&a, Bound::Unbounded, Bound::Unbounded, 10)
+            .expect("scan");
+        assert_eq!(seen, vec![]);
+        let mut inserter = store.begin().expect("begin");
+        inserter
+            .put(&a, b"item-1", Bytes::from_static(b"1"))
+            .expect("put");
+        inserter.commit().await.expect("commit");
+        scanner
+            .put(&a, b"count", Bytes::from_static(b"0"))
+            .expect("put");
+        assert!(matches!(
+            scanner.commit().await,
+            Err(StorageError::Conflict { .. })
+        ));
+        // A disjoint actor's writes do not conflict with the scan.
+        let mut scanner = store.begin().expect("begin");
+        scanner
+            .scan(&a, Bound::Unbounded, Bound::Unbounded, 10)
+            .expect("scan");
+        let mut other = store.begin().expect("begin");
+        other
+            .put(&actor("list2"), b"item", Bytes::from_static(b"1"))
+            .expect("put");
+        other.commit().await.expect("commit");
+        scanner
+            .put(&a, b"count", Bytes::from_static(b"1"))
+            .expect("put");
+        assert_eq!(scanner.commit().await.map(|_| ()), Ok(()));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn scans_are_ordered_paged_and_merge_own_writes() {
+    on_both(|store| async move {
+        let a = actor("scan");
+        let mut setup = store.begin().expect("begin");
+        for key in ["b", "d", "f", "h"] {
+            setup
+                .put(&a, key.as_bytes(), Bytes::from(key.to_uppercase()))
+                .expect("put");
+        }
+        setup
+            .put(&actor("scan-other"), b"c", Bytes::from_static(b"X"))
+            .expect("put");
+        setup.commit().await.expect("commit");
+        let mut txn = store.begin().expect("begin");
+        txn.put(&a, b"c", Bytes::from_static(b"C")).expect("put");
+        txn.delete(&a, b"d").expect("delete");
+        let keys = |entries: Vec<(Bytes, Bytes)>| {
+            entries
+                .into_iter()
+                .map(|(k, v)| {
+                    format!(
+                        "{}={}",
+                        String::from_utf8_lossy(&k),
+                        String::from_utf8_lossy(&v)
+                    )
+                })
+                .collect::<Vec<_>>()
+        };
+        let all = txn
+            .scan(&a, Bound::Unbounded, Bound::Unbounded, 100)
+            .expect("scan");
+        assert_eq!(keys(all), vec!["b=B", "c=C", "f=F", "h=H"]);
+        let page = txn
+            .scan(
+                &a,
+                Bound::Excluded(&b"b"[..]),
+                Bound::Included(&b"f"[..]),
+                2,
+            )
+            .expect("scan");
+        assert_eq!(keys(page), vec!["c=C", "f=F"]);
+        assert_eq!(
+            txn.scan(&a, Bound::Unbounded, Bound::Unbounded, 0),
+            Err(StorageError::ScanLimit {
+                limit: 0,
+                max: kelpie_core::limits::SCAN_PAGE_ENTRIES_MAX
+            })
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_oversized_value_is_a_typed_error_and_leaves_the_store_unchanged() {
+    on_both(|store| async move {
+        let a = actor("big");
+        let version = store.version();
+        let mut txn = store.begin().expect("begin");
+        txn.put(&a, b"small", Bytes::from_static(b"ok"))
+            .expect("put");
+        let result = txn.put(
+            &a,
+            b"huge",
+            Bytes::from(vec![0u8; STORAGE_VALUE_BYTES_MAX + 1]),
+        );
+        assert_eq!(
+            result,
+            Err(StorageError::ValueTooLarge {
+                key: "stest/big\\x00huge".into(),
+                bytes: STORAGE_VALUE_BYTES_MAX + 1,
+                max: STORAGE_VALUE_BYTES_MAX
+            })
+        );
+        drop(txn);
+        let mut check = store.begin().expect("begin");
+        assert_eq!(check.get(&a, b"huge"), Ok(None));
+        assert_eq!(check.get(&a, b"small"), Ok(None));
+        assert_eq!(store.version(), version);
+        assert_eq!(
+            check.put(&a, b"", Bytes::new()),
+            Err(StorageError::KeySize {
+                bytes: 0,
+                max: kelpie_core::limits::STORAGE_KEY_BYTES_MAX
+            })
+        );
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn too_many_keys_in_one_transaction_is_refused_before_commit() {
+    let store = store_on(Arc::new(MemoryEngine::new()));
+    let a = actor("many");
+    let mut txn = store.begin().expect("begin");
+    for index in 0..TRANSACTION_KEYS_MAX {
+        txn.put(&a, format!("k{index}").as_bytes(), Bytes::from_static(b"v"))
+            .expect("within limit");
+    }
+    assert_eq!(
+        txn.put(&a, b"one-more", Bytes::from_static(b"v")),
+        Err(StorageError::TooManyKeys {
+            count: TRANSACTION_KEYS_MAX + 1,
+            max: TRANSACTION_KEYS_MAX
+        })
+    );
+    assert_eq!(txn.write_count(), TRANSACTION_KEYS_MAX);
+    // Overwriting a key already written is not a new key.
+    txn.put(&a, b"k0", Bytes::from_static(b"w"))
+        .expect("overwrite");
+}
+
+#[tokio::test]
+async fn a_commit_with_a_stale_fencing_token_is_rejected_atomically() {
+    on_both(|store| async move {
+        let a = actor("fenced");
+        let mut owner1 = store.begin().expect("begin");
+        owner1
+            .set_fence_token(&a, Bytes::from_static(b"\x00\x01"))
+            .expect("token");
+        owner1.commit().await.expect("commit");
+        // Node 2 takes over with token 2.
+        let mut takeover = store.begin().expect("begin");
+        takeover
+            .set_fence_token(&a, Bytes::from_static(b"\x00\x02"))
+            .expect("token");
+        takeover.commit().await.expect("commit");
+        // The zombie (token 1) tries to commit: rejected, nothing applied.
+        let mut zombie = store.begin().expect("begin");
+        zombie
+            .put(&a, b"state", Bytes::from_static(b"zombie"))
+            .expect("put");
+        zombie.require_fence(&a, Bytes::from_static(b"\x00\x01"));
+        assert_eq!(
+            zombie.commit().await,
+            Err(StorageError::FencingRejected {
+                key: "ftest/fenced\\x00".into(),
+                expected: vec![0, 1],
+                found: Some(vec![0, 2])
+            })
+        );
+        let mut owner2 = store.begin().expect("begin");
+        owner2
+            .put(&a, b"state", Bytes::from_static(b"owner2"))
+            .expect("put");
+        owner2.require_fence(&a, Bytes::from_static(b"\x00\x02"));
+        owner2.commit().await.expect("current owner commits");
+        let mut check = store.begin().expect("begin");
+        assert_eq!(
+            check.get(&a, b"state"),
+            Ok(Some(Bytes::from_static(b"owner2")))
+        );
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // Test harness concurrency, not code under test.
+async fn concurrent_commits_share_durable_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = store_on(Arc::new(
+        EmbeddedEngine::open_dir(dir.path()).expect("open"),
+    ));
+    let mut handles = Vec::new();
+    for writer in 0..64 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            for round in 0..10 {
+                let mut txn = store.begin().expect("begin");
+                txn.put(
+                    &actor(&format!("w{writer}")),
+                    b"n",
+                    Bytes::from(format!("{round}")),
+                )
+                .expect("put");
+                txn.commit().await.expect("disjoint writers never conflict");
+            }
+        }));
+    }
+    for handle in handles {
+        handle.await.expect("writer");
+    }
+    let stats = store.stats();
+    assert_eq!(stats.commits, 640);
+    assert!(
+        stats.batches < 640,
+        "group commit batched nothing: {stats:?}"
+    );
+}
+
+#[tokio::test]
+async fn embedded_commits_survive_reopen_and_a_second_opener_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    {
+        let engine = Arc::new(EmbeddedEngine::open_dir(dir.path()).expect("open"));
+        assert_eq!(
+            EmbeddedEngine::open_dir(dir.path()).map(|_| ()),
+            Err(StorageError::Locked {
+                path: dir.path().display().to_string()
+            })
+        );
+        let store = store_on(engine);
+        let mut txn = store.begin().expect("begin");
+        txn.put(&actor("d"), b"k", Bytes::from_static(b"durable"))
+            .expect("put");
+        txn.commit().await.expect("commit");
+        store.close();
+    }
+    // The committer task holds the engine until it sees the queue closed.
+    tokio::task::yield_now().await;
+    let mut reopened = None;
+    for _ in 0..100 {
+        match EmbeddedEngine::open_dir(dir.path()) {
+            Ok(engine) => {
+                reopened = Some(engine);
+                break;
+            }
+            Err(StorageError::Locked { .. }) => tokio::task::yield_now().await,
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    let store = store_on(Arc::new(reopened.expect("reopens after close")));
+    let mut txn = store.begin().expect("begin");
+    assert_eq!(
+        txn.get(&actor("d"), b"k"),
+        Ok(Some(Bytes::from_static(b"durable")))
+    );
+}
