@@ -37,6 +37,8 @@ pub enum FaultKind {
     DiskWriteError,
     /// A disk read fails.
     DiskReadError,
+    /// Blocking disk work (a commit's writes and fsync) is delayed.
+    DiskLatency,
     /// A machine crash loses writes that were not yet synced.
     FsyncLoss,
     /// A machine crash leaves the last unsynced write half-written.
@@ -49,7 +51,7 @@ pub enum FaultKind {
 
 impl FaultKind {
     /// The whole catalogue, in a fixed order.
-    pub const ALL: [FaultKind; 15] = [
+    pub const ALL: [FaultKind; 16] = [
         FaultKind::ClockSkew,
         FaultKind::ClockJump,
         FaultKind::NodePause,
@@ -61,6 +63,7 @@ impl FaultKind {
         FaultKind::Partition,
         FaultKind::DiskWriteError,
         FaultKind::DiskReadError,
+        FaultKind::DiskLatency,
         FaultKind::FsyncLoss,
         FaultKind::TornWrite,
         FaultKind::CoordinationTimeout,
@@ -81,6 +84,7 @@ impl FaultKind {
             FaultKind::Partition => "partition",
             FaultKind::DiskWriteError => "disk_write_error",
             FaultKind::DiskReadError => "disk_read_error",
+            FaultKind::DiskLatency => "disk_latency",
             FaultKind::FsyncLoss => "fsync_loss",
             FaultKind::TornWrite => "torn_write",
             FaultKind::CoordinationTimeout => "coordination_timeout",
@@ -102,6 +106,7 @@ impl FaultKind {
             | FaultKind::MessageReorder => "SimTransport::send",
             FaultKind::DiskWriteError => "SimFile::write / SimFile::sync_data",
             FaultKind::DiskReadError => "SimFile::read",
+            FaultKind::DiskLatency => "SimSpawner::spawn_blocking",
             FaultKind::FsyncLoss | FaultKind::TornWrite => "SimDisk::crash",
             FaultKind::CoordinationTimeout | FaultKind::ConcurrentConflict => {
                 "SimCoordination::request"
@@ -154,6 +159,8 @@ pub struct FaultConfig {
     pub pause_max: Duration,
     /// Longest time a crashed node stays down before restarting.
     pub crash_downtime_max: Duration,
+    /// Longest extra time of delayed blocking disk work.
+    pub disk_latency_max: Duration,
     /// Longest partition before it heals.
     pub partition_max: Duration,
     /// Network latency without faults.
@@ -178,6 +185,7 @@ impl FaultConfig {
             clock_jump_max: Duration::from_millis(200),
             pause_max: Duration::from_secs(3),
             crash_downtime_max: Duration::from_secs(2),
+            disk_latency_max: Duration::from_millis(20),
             partition_max: Duration::from_secs(3),
             network_latency: Duration::from_millis(1),
             message_delay_max: Duration::from_millis(150),
@@ -202,6 +210,7 @@ impl FaultConfig {
                 }
                 FaultKind::MessageReorder => 0.05,
                 FaultKind::DiskWriteError | FaultKind::DiskReadError => 0.05,
+                FaultKind::DiskLatency => 0.2,
                 FaultKind::FsyncLoss | FaultKind::TornWrite => 0.5,
                 FaultKind::CoordinationTimeout | FaultKind::ConcurrentConflict => 0.05,
             };

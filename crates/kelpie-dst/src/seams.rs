@@ -255,9 +255,30 @@ impl Spawner for SimSpawner {
 
     fn spawn_blocking(&self, name: &'static str, work: Box<dyn FnOnce() + Send>) -> TaskHandle {
         // Blocking work runs in one poll: a crash can come before or after
-        // it, never in the middle (as with a process that dies between syscalls
-        // it has not yet made).
-        self.spawn_task(name, Box::pin(async move { work() }))
+        // it, never in the middle. Disk latency delays it, letting other
+        // tasks run (and crashes happen) first.
+        let delay = {
+            let mut world = self.shared.world();
+            if self.node.is_some() && world.draw(FaultKind::DiskLatency) {
+                let max = nanos(world.faults.disk_latency_max).max(1);
+                let delay = world.rng.in_range(1, max);
+                let detail = format!("{name} delayed {} us", delay / 1_000);
+                world.effect(FaultKind::DiskLatency, &detail);
+                Some(Duration::from_nanos(delay))
+            } else {
+                None
+            }
+        };
+        let shared = self.shared.clone();
+        self.spawn_task(
+            name,
+            Box::pin(async move {
+                if let Some(delay) = delay {
+                    virtual_delay(&shared, delay).await;
+                }
+                work()
+            }),
+        )
     }
 }
 
