@@ -18,7 +18,14 @@ cargo test --workspace --locked
 echo "== bug-switch matrix"
 # Each switch re-creates a known defect; its test asserts the simulator
 # catches it and names the invariant.
-for switch in bug-incarnation-no-fsync; do
+for switch in \
+    bug-incarnation-no-fsync \
+    bug-heartbeat-accept-stale-incarnation \
+    bug-heartbeat-never-suspect \
+    bug-storage-nonatomic-apply \
+    bug-storage-ack-before-sync \
+    bug-storage-skip-occ-check \
+    bug-journal-replay-completed; do
     echo "-- $switch"
     cargo test --locked -p kelpie-dst --features "$switch" --test bug_switches
 done

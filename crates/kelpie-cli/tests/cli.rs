@@ -35,10 +35,7 @@ fn dst_prints_the_run_and_the_same_seed_gives_the_same_hash() {
         "fault effects: clock_skew=",
         "trace hash: ",
     ] {
-        assert!(
-            first.contains(expected),
-            "missing {expected:?} in:\n{first}"
-        );
+        assert!(first.contains(expected), "missing {expected:?} in:\n{first}");
     }
     let hash = trace_hash(&first);
     assert_eq!(hash.len(), 64);

@@ -74,8 +74,7 @@ impl HeartbeatMessage {
     /// The sender's incarnation.
     pub fn incarnation(&self) -> u64 {
         match self {
-            HeartbeatMessage::Ping { incarnation, .. }
-            | HeartbeatMessage::Ack { incarnation, .. } => *incarnation,
+            HeartbeatMessage::Ping { incarnation, .. } | HeartbeatMessage::Ack { incarnation, .. } => *incarnation,
         }
     }
 }
@@ -192,7 +191,8 @@ impl FailureDetector {
                 }
                 for (peer, view) in &mut self.peers {
                     let silent = now.saturating_duration_since(view.last_heard);
-                    if view.status == PeerStatus::Alive && silent >= self.suspect_after {
+                    let suspect = silent >= self.suspect_after && !cfg!(feature = "bug-heartbeat-never-suspect");
+                    if view.status == PeerStatus::Alive && suspect {
                         view.status = PeerStatus::Suspect;
                         outputs.push(DetectorOutput::Suspected { peer: peer.clone() });
                     }
@@ -204,10 +204,14 @@ impl FailureDetector {
                 }
                 let incarnation = message.incarnation();
                 let heard = match self.peers.get_mut(&from) {
-                    Some(view) if incarnation < view.incarnation => false,
+                    Some(view)
+                        if incarnation < view.incarnation
+                            && !cfg!(feature = "bug-heartbeat-accept-stale-incarnation") =>
+                    {
+                        false
+                    }
                     Some(view) => {
-                        let changed =
-                            view.status == PeerStatus::Suspect || incarnation > view.incarnation;
+                        let changed = view.status == PeerStatus::Suspect || incarnation > view.incarnation;
                         view.incarnation = incarnation;
                         view.last_heard = view.last_heard.max(now);
                         view.status = PeerStatus::Alive;
@@ -293,10 +297,7 @@ impl HeartbeatNode {
         let main = node.clone();
         let spawner = env.spawner.clone();
         // Detached: the task ends with the node (crash or shutdown).
-        let _main_task = spawner.spawn(
-            "heartbeat-main",
-            Box::pin(async move { main.run(env, config).await }),
-        );
+        let _main_task = spawner.spawn("heartbeat-main", Box::pin(async move { main.run(env, config).await }));
         node
     }
 
@@ -306,9 +307,7 @@ impl HeartbeatNode {
     }
 
     fn lock(&self) -> MutexGuard<'_, NodeState> {
-        self.state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// The current state.
@@ -317,11 +316,7 @@ impl HeartbeatNode {
         HeartbeatSnapshot {
             incarnation: state.detector.as_ref().map(FailureDetector::incarnation),
             registered: state.registered,
-            peers: state
-                .detector
-                .as_ref()
-                .map(|d| d.peers().clone())
-                .unwrap_or_default(),
+            peers: state.detector.as_ref().map(|d| d.peers().clone()).unwrap_or_default(),
             registration_conflicts: state.registration_conflicts,
             suspicions: state.suspicions,
         }
@@ -385,11 +380,7 @@ impl HeartbeatNode {
         let registrar_env = env.clone();
         let _registration_task = env.spawner.spawn(
             "heartbeat-membership",
-            Box::pin(async move {
-                registrar
-                    .membership_loop(registrar_env, config, incarnation)
-                    .await
-            }),
+            Box::pin(async move { registrar.membership_loop(registrar_env, config, incarnation).await }),
         );
         // Ticks never wait on the coordination store, so a slow or
         // unreachable store cannot delay failure detection.
@@ -400,18 +391,10 @@ impl HeartbeatNode {
         }
     }
 
-    async fn membership_loop(
-        self: Arc<Self>,
-        env: NodeEnv,
-        config: HeartbeatConfig,
-        incarnation: u64,
-    ) {
+    async fn membership_loop(self: Arc<Self>, env: NodeEnv, config: HeartbeatConfig, incarnation: u64) {
         let mut lease: Option<LeaseId> = None;
         loop {
-            if let Err(error) = self
-                .refresh_registration(&env, config, incarnation, &mut lease)
-                .await
-            {
+            if let Err(error) = self.refresh_registration(&env, config, incarnation, &mut lease).await {
                 tracing::debug!(node = %self.id, %error, "registration not refreshed");
             }
             if let Ok(members) = env.coordination.range(MEMBERS_PREFIX).await {
@@ -535,17 +518,11 @@ mod tests {
             vec![
                 DetectorOutput::Send {
                     to: node(1),
-                    message: HeartbeatMessage::Ping {
-                        incarnation: 3,
-                        seq: 0
-                    }
+                    message: HeartbeatMessage::Ping { incarnation: 3, seq: 0 }
                 },
                 DetectorOutput::Send {
                     to: node(2),
-                    message: HeartbeatMessage::Ping {
-                        incarnation: 3,
-                        seq: 1
-                    }
+                    message: HeartbeatMessage::Ping { incarnation: 3, seq: 1 }
                 },
             ]
         );
@@ -554,10 +531,7 @@ mod tests {
     #[test]
     fn silence_leads_to_suspicion_and_a_new_message_revives() {
         let mut detector = FailureDetector::new(node(0), 1, Duration::from_millis(500));
-        let ping = HeartbeatMessage::Ping {
-            incarnation: 2,
-            seq: 9,
-        };
+        let ping = HeartbeatMessage::Ping { incarnation: 2, seq: 9 };
         let outputs = detector.step(
             DetectorInput::Received {
                 from: node(1),
@@ -574,25 +548,16 @@ mod tests {
                 },
                 DetectorOutput::Send {
                     to: node(1),
-                    message: HeartbeatMessage::Ack {
-                        incarnation: 1,
-                        seq: 9
-                    }
+                    message: HeartbeatMessage::Ack { incarnation: 1, seq: 9 }
                 },
             ]
         );
-        assert_eq!(
-            detector.step(DetectorInput::Tick { members: vec![] }, ms(599)),
-            vec![]
-        );
+        assert_eq!(detector.step(DetectorInput::Tick { members: vec![] }, ms(599)), vec![]);
         assert_eq!(
             detector.step(DetectorInput::Tick { members: vec![] }, ms(600)),
             vec![DetectorOutput::Suspected { peer: node(1) }]
         );
-        let ack = HeartbeatMessage::Ack {
-            incarnation: 2,
-            seq: 0,
-        };
+        let ack = HeartbeatMessage::Ack { incarnation: 2, seq: 0 };
         assert_eq!(
             detector.step(
                 DetectorInput::Received {
@@ -611,10 +576,7 @@ mod tests {
     #[test]
     fn messages_from_an_older_incarnation_are_ignored() {
         let mut detector = FailureDetector::new(node(0), 1, Duration::from_millis(500));
-        let fresh = HeartbeatMessage::Ack {
-            incarnation: 5,
-            seq: 0,
-        };
+        let fresh = HeartbeatMessage::Ack { incarnation: 5, seq: 0 };
         detector.step(
             DetectorInput::Received {
                 from: node(1),
@@ -622,10 +584,7 @@ mod tests {
             },
             ms(10),
         );
-        let stale = HeartbeatMessage::Ping {
-            incarnation: 4,
-            seq: 3,
-        };
+        let stale = HeartbeatMessage::Ping { incarnation: 4, seq: 3 };
         assert_eq!(
             detector.step(
                 DetectorInput::Received {

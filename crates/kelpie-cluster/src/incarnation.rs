@@ -62,15 +62,19 @@ pub fn read_current(disk: &dyn Disk) -> Result<u64, DiskError> {
 
 /// Durably moves to the next incarnation and returns it. Only a returned
 /// value may be used: it is on disk and synced.
+///
+/// The file is synced *before* choosing the slot: what this process reads
+/// may be unsynced (a write whose sync failed earlier), and overwriting the
+/// slot holding the last used incarnation is only safe once the newer value
+/// in the other slot is durable.
 pub fn advance(disk: &dyn Disk) -> Result<u64, DiskError> {
-    let next = read_current(disk)?
-        .checked_add(1)
-        .ok_or_else(|| DiskError::Io {
-            file: INCARNATION_FILE.to_string(),
-            operation: "write",
-            message: "incarnation counter exhausted".to_string(),
-        })?;
     let file = disk.open(INCARNATION_FILE)?;
+    file.sync_data()?;
+    let next = read_current(disk)?.checked_add(1).ok_or_else(|| DiskError::Io {
+        file: INCARNATION_FILE.to_string(),
+        operation: "write",
+        message: "incarnation counter exhausted".to_string(),
+    })?;
     file.write((next % 2) * SLOT_BYTES as u64, &encode_slot(next))?;
     #[cfg(not(feature = "bug-incarnation-no-fsync"))]
     file.sync_data()?;

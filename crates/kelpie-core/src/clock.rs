@@ -51,12 +51,7 @@ impl MonotonicInstant {
 
 impl fmt::Display for MonotonicInstant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}.{:09}s",
-            self.nanos / 1_000_000_000,
-            self.nanos % 1_000_000_000
-        )
+        write!(f, "{}.{:09}s", self.nanos / 1_000_000_000, self.nanos % 1_000_000_000)
     }
 }
 
@@ -179,18 +174,12 @@ mod tests {
     #[test]
     fn instant_arithmetic_saturates() {
         let start = MonotonicInstant::from_nanos(u64::MAX - 5);
-        assert_eq!(
-            start.saturating_add(Duration::from_nanos(10)).as_nanos(),
-            u64::MAX
-        );
+        assert_eq!(start.saturating_add(Duration::from_nanos(10)).as_nanos(), u64::MAX);
         let a = MonotonicInstant::from_nanos(100);
         let b = MonotonicInstant::from_nanos(40);
         assert_eq!(a.saturating_duration_since(b), Duration::from_nanos(60));
         assert_eq!(b.saturating_duration_since(a), Duration::ZERO);
-        assert_eq!(
-            MonotonicInstant::from_nanos(1_500_000_000).to_string(),
-            "1.500000000s"
-        );
+        assert_eq!(MonotonicInstant::from_nanos(1_500_000_000).to_string(), "1.500000000s");
     }
 
     #[tokio::test(start_paused = true)]
@@ -198,15 +187,8 @@ mod tests {
         let clock = SystemClock::new();
         let before = clock.now_monotonic();
         clock.sleep(Duration::from_millis(5)).await;
-        assert!(
-            clock.now_monotonic().saturating_duration_since(before) >= Duration::from_millis(5)
-        );
-        let result = timeout(
-            &clock,
-            Duration::from_millis(10),
-            futures::future::pending::<()>(),
-        )
-        .await;
+        assert!(clock.now_monotonic().saturating_duration_since(before) >= Duration::from_millis(5));
+        let result = timeout(&clock, Duration::from_millis(10), futures::future::pending::<()>()).await;
         assert_eq!(result, Err(Elapsed { elapsed_ms: 10 }));
         let result = timeout(&clock, Duration::from_millis(10), async { 7 }).await;
         assert_eq!(result, Ok(7));

@@ -44,10 +44,9 @@ use toml::{Table, Value};
 
 use crate::id::NodeId;
 use crate::limits::{
-    ACTOR_IDLE_TIMEOUT_MS_DEFAULT, ACTOR_IDLE_TIMEOUT_MS_MAX, CLOCK_DRIFT_MS_DEFAULT,
-    CLOCK_DRIFT_MS_MAX, CONFIG_FILE_BYTES_MAX, CONFIG_PATH_BYTES_MAX, ETCD_ENDPOINTS_MAX,
-    ETCD_ENDPOINT_BYTES_MAX, ETCD_PREFIX_BYTES_MAX, LEASE_RENEW_INTERVAL_MS_DEFAULT,
-    LEASE_TTL_MS_DEFAULT, LEASE_TTL_MS_MAX, LEASE_TTL_MS_MIN, MAILBOX_DEPTH_DEFAULT,
+    ACTOR_IDLE_TIMEOUT_MS_DEFAULT, ACTOR_IDLE_TIMEOUT_MS_MAX, CLOCK_DRIFT_MS_DEFAULT, CLOCK_DRIFT_MS_MAX,
+    CONFIG_FILE_BYTES_MAX, CONFIG_PATH_BYTES_MAX, ETCD_ENDPOINTS_MAX, ETCD_ENDPOINT_BYTES_MAX, ETCD_PREFIX_BYTES_MAX,
+    LEASE_RENEW_INTERVAL_MS_DEFAULT, LEASE_TTL_MS_DEFAULT, LEASE_TTL_MS_MAX, LEASE_TTL_MS_MIN, MAILBOX_DEPTH_DEFAULT,
     MAILBOX_DEPTH_MAX,
 };
 
@@ -186,10 +185,7 @@ struct Bound {
 
 impl Bound {
     fn reason(&self) -> String {
-        format!(
-            "must be an integer from {} to {} ({})",
-            self.min, self.max, self.unit
-        )
+        format!("must be an integer from {} to {} ({})", self.min, self.max, self.unit)
     }
 
     fn check(&self, value: u64) -> Result<u64, ConfigError> {
@@ -243,12 +239,7 @@ pub struct KelpieConfig {
 
 impl KelpieConfig {
     /// Assembles a configuration from parts, each already validated.
-    pub fn new(
-        node: NodeConfig,
-        backend: BackendConfig,
-        lease: LeaseConfig,
-        actor: ActorConfig,
-    ) -> Self {
+    pub fn new(node: NodeConfig, backend: BackendConfig, lease: LeaseConfig, actor: ActorConfig) -> Self {
         KelpieConfig {
             node,
             backend,
@@ -690,11 +681,7 @@ pub struct LeaseConfig {
 impl LeaseConfig {
     /// Checks each value against its bounds in [`crate::limits`], then the
     /// rule between them.
-    pub fn new(
-        ttl_ms: u64,
-        renew_interval_ms: u64,
-        max_clock_drift_ms: u64,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(ttl_ms: u64, renew_interval_ms: u64, max_clock_drift_ms: u64) -> Result<Self, ConfigError> {
         let ttl_ms = LEASE_TTL.check(ttl_ms)?;
         let renew_interval_ms = LEASE_RENEW_INTERVAL.check(renew_interval_ms)?;
         let max_clock_drift_ms = LEASE_CLOCK_DRIFT.check(max_clock_drift_ms)?;
@@ -913,15 +900,12 @@ where
     // Sorted, so which error is reported does not depend on environment order.
     let vars: BTreeMap<String, String> = env
         .into_iter()
-        .filter(|(name, _)| {
-            name.starts_with(ENV_PREFIX) && !ENV_VARS_NOT_CONFIG.contains(&name.as_str())
-        })
+        .filter(|(name, _)| name.starts_with(ENV_PREFIX) && !ENV_VARS_NOT_CONFIG.contains(&name.as_str()))
         .collect();
     vars.into_iter()
         .map(|(name, text)| {
-            let Some(&(section, key, env_type)) = KEYS
-                .iter()
-                .find(|(section, key, _)| env_var_name(section, key) == name)
+            let Some(&(section, key, env_type)) =
+                KEYS.iter().find(|(section, key, _)| env_var_name(section, key) == name)
             else {
                 return Err(ConfigError::UnknownEnvVar { name });
             };
@@ -966,9 +950,7 @@ fn apply_env_overrides(root: &mut Table, overrides: &[EnvOverride]) -> Result<()
         }
     }
     for o in overrides {
-        let section = root
-            .entry(o.section)
-            .or_insert_with(|| Value::Table(Table::new()));
+        let section = root.entry(o.section).or_insert_with(|| Value::Table(Table::new()));
         let Value::Table(table) = section else {
             return Err(not_a_table(o.section, section));
         };
@@ -981,24 +963,14 @@ fn apply_env_overrides(root: &mut Table, overrides: &[EnvOverride]) -> Result<()
 /// points at the file.
 fn attribute_to_env(err: ConfigError, overrides: &[EnvOverride]) -> ConfigError {
     match err {
-        ConfigError::InvalidValue {
-            field,
-            value,
-            reason,
-        } => {
+        ConfigError::InvalidValue { field, value, reason } => {
             let key = field.split('[').next().unwrap_or(&field);
-            let source = overrides
-                .iter()
-                .find(|o| format!("{}.{}", o.section, o.key) == key);
+            let source = overrides.iter().find(|o| format!("{}.{}", o.section, o.key) == key);
             let reason = match source {
                 Some(o) => format!("{reason} (set by {})", o.name),
                 None => reason,
             };
-            ConfigError::InvalidValue {
-                field,
-                value,
-                reason,
-            }
+            ConfigError::InvalidValue { field, value, reason }
         }
         other => other,
     }
@@ -1032,11 +1004,7 @@ fn process_env() -> Result<Vec<(String, String)>, ConfigError> {
 // --- From TOML to the validated types ----------------------------------------
 
 fn not_a_table(name: &str, value: &Value) -> ConfigError {
-    invalid(
-        name,
-        &render(value),
-        format!("must be a table, written [{name}]"),
-    )
+    invalid(name, &render(value), format!("must be a table, written [{name}]"))
 }
 
 /// One section of the file, taken apart key by key: each read removes its
@@ -1069,11 +1037,7 @@ impl Section {
 
     fn reject_unknown_keys(&self) -> Result<(), ConfigError> {
         let allowed = section_keys(self.name);
-        match self
-            .table
-            .keys()
-            .find(|key| !allowed.contains(&key.as_str()))
-        {
+        match self.table.keys().find(|key| !allowed.contains(&key.as_str())) {
             Some(key) => Err(ConfigError::UnknownKey {
                 key: self.field(key),
                 allowed,
@@ -1086,11 +1050,7 @@ impl Section {
         match self.table.remove(key) {
             None => Ok(None),
             Some(Value::String(text)) => Ok(Some(text)),
-            Some(other) => Err(invalid(
-                self.field(key),
-                &render(&other),
-                "must be a string",
-            )),
+            Some(other) => Err(invalid(self.field(key), &render(&other), "must be a string")),
         }
     }
 
@@ -1149,8 +1109,7 @@ fn node_from(mut section: Section) -> Result<NodeConfig, ConfigError> {
     section.reject_unknown_keys()?;
     let id = match section.string("id")? {
         None => NodeId::from_index(0),
-        Some(text) => NodeId::new(text.as_str())
-            .map_err(|err| invalid(section.field("id"), &text, err.to_string()))?,
+        Some(text) => NodeId::new(text.as_str()).map_err(|err| invalid(section.field("id"), &text, err.to_string()))?,
     };
     Ok(NodeConfig::new(id))
 }
@@ -1158,62 +1117,43 @@ fn node_from(mut section: Section) -> Result<NodeConfig, ConfigError> {
 fn backend_from(mut section: Section) -> Result<BackendConfig, ConfigError> {
     section.reject_unknown_keys()?;
     let kinds = BackendConfig::KINDS.join(", ");
-    let kind = section
-        .string("kind")?
-        .ok_or_else(|| ConfigError::MissingField {
-            field: section.field("kind"),
-            reason: format!("a [backend] table must set kind to one of {kinds}"),
-        })?;
+    let kind = section.string("kind")?.ok_or_else(|| ConfigError::MissingField {
+        field: section.field("kind"),
+        reason: format!("a [backend] table must set kind to one of {kinds}"),
+    })?;
     let own_keys: &[&str] = match kind.as_str() {
         "memory" => &[],
         "embedded" => &["data_dir"],
         "etcd" => &["endpoints", "prefix"],
-        _ => {
-            return Err(invalid(
-                section.field("kind"),
-                &kind,
-                format!("must be one of {kinds}"),
-            ))
-        }
+        _ => return Err(invalid(section.field("kind"), &kind, format!("must be one of {kinds}"))),
     };
     // Known keys are left only if they belong to another kind.
-    if let Some(key) = section
-        .table
-        .keys()
-        .find(|key| !own_keys.contains(&key.as_str()))
-    {
+    if let Some(key) = section.table.keys().find(|key| !own_keys.contains(&key.as_str())) {
         return Err(ConfigError::InvalidCombination {
             fields: vec![section.field("kind"), section.field(key)],
-            reason: format!(
-                "backend.{key} does not apply to kind = \"{kind}\"; remove it or change the kind"
-            ),
+            reason: format!("backend.{key} does not apply to kind = \"{kind}\"; remove it or change the kind"),
         });
     }
     match kind.as_str() {
         "memory" => Ok(BackendConfig::Memory),
         "embedded" => {
-            let data_dir = section
-                .string("data_dir")?
-                .ok_or_else(|| ConfigError::MissingField {
-                    field: section.field("data_dir"),
-                    reason: format!(
-                        "kind = \"embedded\" needs a directory, e.g. data_dir = \"{DATA_DIR_DEFAULT}\""
-                    ),
-                })?;
+            let data_dir = section.string("data_dir")?.ok_or_else(|| ConfigError::MissingField {
+                field: section.field("data_dir"),
+                reason: format!("kind = \"embedded\" needs a directory, e.g. data_dir = \"{DATA_DIR_DEFAULT}\""),
+            })?;
             Ok(BackendConfig::Embedded {
                 data_dir: DataDir::new(data_dir)?,
             })
         }
         _ => {
-            let endpoints =
-                section
-                    .string_list("endpoints")?
-                    .ok_or_else(|| ConfigError::MissingField {
-                        field: section.field("endpoints"),
-                        reason: "kind = \"etcd\" needs at least one endpoint, \
+            let endpoints = section
+                .string_list("endpoints")?
+                .ok_or_else(|| ConfigError::MissingField {
+                    field: section.field("endpoints"),
+                    reason: "kind = \"etcd\" needs at least one endpoint, \
                              e.g. endpoints = [\"http://127.0.0.1:2379\"]"
-                            .to_string(),
-                    })?;
+                        .to_string(),
+                })?;
             let endpoints = NonEmptyEndpoints::new(endpoints)?;
             let prefix = match section.string("prefix")? {
                 None => EtcdPrefix::default(),
@@ -1246,10 +1186,7 @@ fn actor_from(mut section: Section) -> Result<ActorConfig, ConfigError> {
         // Beyond usize means beyond the bound too; the constructor says so.
         Some(depth) => usize::try_from(depth).unwrap_or(usize::MAX),
     };
-    ActorConfig::new(
-        idle_timeout_ms.unwrap_or(defaults.idle_timeout_ms),
-        mailbox_depth,
-    )
+    ActorConfig::new(idle_timeout_ms.unwrap_or(defaults.idle_timeout_ms), mailbox_depth)
 }
 
 #[cfg(test)]
@@ -1295,10 +1232,7 @@ mod tests {
     fn assert_invalid_value(err: ConfigError, expected_field: &str, expected_value: &str) {
         match err {
             ConfigError::InvalidValue { field, value, .. } => {
-                assert_eq!(
-                    (field.as_str(), value.as_str()),
-                    (expected_field, expected_value)
-                );
+                assert_eq!((field.as_str(), value.as_str()), (expected_field, expected_value));
             }
             other => panic!("expected InvalidValue for {expected_field}, got {other:?}"),
         }
@@ -1316,10 +1250,7 @@ mod tests {
             }
         );
         assert_eq!(config.lease().ttl(), Duration::from_millis(10_000));
-        assert_eq!(
-            config.lease().renew_interval(),
-            Duration::from_millis(3_000)
-        );
+        assert_eq!(config.lease().renew_interval(), Duration::from_millis(3_000));
         assert_eq!(config.lease().max_clock_drift(), Duration::from_millis(500));
         assert_eq!(config.actor().idle_timeout(), Duration::from_millis(60_000));
         assert_eq!(config.actor().mailbox_depth(), 1024);
@@ -1329,18 +1260,13 @@ mod tests {
     fn default_parts_pass_their_own_validation() {
         let lease = LeaseConfig::default();
         assert_eq!(
-            LeaseConfig::new(
-                lease.ttl_ms(),
-                lease.renew_interval_ms(),
-                lease.max_clock_drift_ms()
-            )
-            .expect("default lease is valid"),
+            LeaseConfig::new(lease.ttl_ms(), lease.renew_interval_ms(), lease.max_clock_drift_ms())
+                .expect("default lease is valid"),
             lease
         );
         let actor = ActorConfig::default();
         assert_eq!(
-            ActorConfig::new(actor.idle_timeout_ms(), actor.mailbox_depth())
-                .expect("default actor settings are valid"),
+            ActorConfig::new(actor.idle_timeout_ms(), actor.mailbox_depth()).expect("default actor settings are valid"),
             actor
         );
     }
@@ -1348,10 +1274,7 @@ mod tests {
     #[test]
     fn example_file_is_valid_and_shows_the_defaults() {
         let text = include_str!("../../../kelpie.example.toml");
-        assert_eq!(
-            parse(text).expect("example is valid"),
-            KelpieConfig::default()
-        );
+        assert_eq!(parse(text).expect("example is valid"), KelpieConfig::default());
     }
 
     #[test]
@@ -1385,10 +1308,7 @@ mod tests {
             (5000, 1000, 0)
         );
         assert_eq!(
-            (
-                config.actor().idle_timeout_ms(),
-                config.actor().mailbox_depth()
-            ),
+            (config.actor().idle_timeout_ms(), config.actor().mailbox_depth()),
             (1, 65536)
         );
     }
@@ -1398,23 +1318,16 @@ mod tests {
         let memory = "[backend]\nkind = \"memory\"\n";
         for text in [ETCD, memory, ""] {
             let config = parse(text).expect("valid config");
-            assert_eq!(
-                parse(&config.to_string()).expect("display output is valid"),
-                config
-            );
+            assert_eq!(parse(&config.to_string()).expect("display output is valid"), config);
             let serialized = toml::to_string(&config).expect("serializes");
-            assert_eq!(
-                parse(&serialized).expect("serialized output is valid"),
-                config
-            );
+            assert_eq!(parse(&serialized).expect("serialized output is valid"), config);
         }
     }
 
     #[test]
     fn display_prints_readable_toml() {
         let config =
-            parse("[backend]\nkind = \"etcd\"\nendpoints = [\"http://a:1\", \"http://b:2\"]")
-                .expect("valid config");
+            parse("[backend]\nkind = \"etcd\"\nendpoints = [\"http://a:1\", \"http://b:2\"]").expect("valid config");
         assert_eq!(
             config.to_string(),
             "[node]\nid = \"node-0\"\n\n\
@@ -1527,10 +1440,7 @@ mod tests {
     #[test]
     fn keys_of_another_backend_kind_are_rejected() {
         for (text, key) in [
-            (
-                "[backend]\nkind = \"memory\"\ndata_dir = \"/d\"",
-                "backend.data_dir",
-            ),
+            ("[backend]\nkind = \"memory\"\ndata_dir = \"/d\"", "backend.data_dir"),
             (
                 "[backend]\nkind = \"etcd\"\nendpoints = [\"http://a:1\"]\ndata_dir = \"/d\"",
                 "backend.data_dir",
@@ -1555,9 +1465,7 @@ mod tests {
     #[test]
     fn bad_etcd_prefixes_are_rejected() {
         for prefix in ["", "kelpie", "/", "/kelpie/", "//kelpie", "/a b"] {
-            let text = format!(
-                "[backend]\nkind = \"etcd\"\nendpoints = [\"http://a:1\"]\nprefix = \"{prefix}\""
-            );
+            let text = format!("[backend]\nkind = \"etcd\"\nendpoints = [\"http://a:1\"]\nprefix = \"{prefix}\"");
             assert_invalid_value(parse_err(&text), "backend.prefix", prefix);
         }
     }
@@ -1583,25 +1491,13 @@ mod tests {
             "lease.renew_interval_ms",
             "0",
         );
-        assert_invalid_value(
-            parse_err("[actor]\nidle_timeout_ms = 0"),
-            "actor.idle_timeout_ms",
-            "0",
-        );
-        assert_invalid_value(
-            parse_err("[actor]\nmailbox_depth = 0"),
-            "actor.mailbox_depth",
-            "0",
-        );
+        assert_invalid_value(parse_err("[actor]\nidle_timeout_ms = 0"), "actor.idle_timeout_ms", "0");
+        assert_invalid_value(parse_err("[actor]\nmailbox_depth = 0"), "actor.mailbox_depth", "0");
     }
 
     #[test]
     fn values_over_their_limit_are_rejected() {
-        assert_invalid_value(
-            parse_err("[lease]\nttl_ms = 600001"),
-            "lease.ttl_ms",
-            "600001",
-        );
+        assert_invalid_value(parse_err("[lease]\nttl_ms = 600001"), "lease.ttl_ms", "600001");
         assert_invalid_value(
             parse_err("[lease]\nmax_clock_drift_ms = 60001"),
             "lease.max_clock_drift_ms",
@@ -1616,34 +1512,24 @@ mod tests {
 
     #[test]
     fn ttl_not_above_renew_plus_drift_is_an_invalid_combination() {
-        let err =
-            parse_err("[lease]\nttl_ms = 3500\nrenew_interval_ms = 3000\nmax_clock_drift_ms = 500");
+        let err = parse_err("[lease]\nttl_ms = 3500\nrenew_interval_ms = 3000\nmax_clock_drift_ms = 500");
         let ConfigError::InvalidCombination { fields, reason } = &err else {
             panic!("expected InvalidCombination, got {err:?}");
         };
         assert_eq!(
             fields,
-            &[
-                "lease.ttl_ms",
-                "lease.renew_interval_ms",
-                "lease.max_clock_drift_ms"
-            ]
+            &["lease.ttl_ms", "lease.renew_interval_ms", "lease.max_clock_drift_ms"]
         );
         assert!(reason.starts_with("lease.ttl_ms (3500) must be greater than lease.renew_interval_ms (3000) + lease.max_clock_drift_ms (500) = 3500"), "{reason}");
         // One millisecond more is enough.
         let config =
-            parse("[lease]\nttl_ms = 3501\nrenew_interval_ms = 3000\nmax_clock_drift_ms = 500")
-                .expect("valid lease");
+            parse("[lease]\nttl_ms = 3501\nrenew_interval_ms = 3000\nmax_clock_drift_ms = 500").expect("valid lease");
         assert_eq!(config.lease().ttl_ms(), 3501);
     }
 
     #[test]
     fn wrong_types_name_the_field() {
-        assert_invalid_value(
-            parse_err("[lease]\nttl_ms = \"100\""),
-            "lease.ttl_ms",
-            "100",
-        );
+        assert_invalid_value(parse_err("[lease]\nttl_ms = \"100\""), "lease.ttl_ms", "100");
         assert_invalid_value(parse_err("[lease]\nttl_ms = 1.5"), "lease.ttl_ms", "1.5");
         assert_invalid_value(parse_err("[node]\nid = 3"), "node.id", "3");
         assert_invalid_value(parse_err("node = 3"), "node", "3");
@@ -1711,23 +1597,19 @@ mod tests {
             "{err:?}"
         );
         let err = parse_err("[lease]\nttl_ms = 1\nttl_ms = 2");
-        assert!(
-            matches!(&err, ConfigError::Syntax { line: 3, .. }),
-            "{err:?}"
-        );
+        assert!(matches!(&err, ConfigError::Syntax { line: 3, .. }), "{err:?}");
     }
 
     #[test]
     fn unknown_env_var_is_named() {
-        let err = KelpieConfig::from_toml_str("", env(&[("KELPIE_LEASE__TTL", "5000")]))
-            .expect_err("typo in variable");
+        let err = KelpieConfig::from_toml_str("", env(&[("KELPIE_LEASE__TTL", "5000")])).expect_err("typo in variable");
         assert!(
             matches!(&err, ConfigError::UnknownEnvVar { name } if name == "KELPIE_LEASE__TTL"),
             "{err:?}"
         );
         // Keys are upper case only, so two spellings cannot fight.
-        let err = KelpieConfig::from_toml_str("", env(&[("KELPIE_lease__ttl_ms", "5000")]))
-            .expect_err("lower case variable");
+        let err =
+            KelpieConfig::from_toml_str("", env(&[("KELPIE_lease__ttl_ms", "5000")])).expect_err("lower case variable");
         assert!(
             matches!(&err, ConfigError::UnknownEnvVar { name } if name == "KELPIE_lease__ttl_ms"),
             "{err:?}"
@@ -1768,11 +1650,7 @@ mod tests {
         let BackendConfig::Etcd { endpoints, prefix } = config.backend() else {
             panic!("expected etcd, got {:?}", config.backend());
         };
-        let urls: Vec<String> = endpoints
-            .as_slice()
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let urls: Vec<String> = endpoints.as_slice().iter().map(ToString::to_string).collect();
         assert_eq!(urls, ["http://a:2379", "http://b:2379"]);
         assert_eq!(prefix.as_str(), "/prod/kelpie");
     }
@@ -1791,8 +1669,7 @@ mod tests {
         assert_eq!(config.backend().kind(), "etcd");
         // The same kind keeps the file's keys.
         let config =
-            KelpieConfig::from_toml_str(file, env(&[("KELPIE_BACKEND__KIND", "embedded")]))
-                .expect("same kind");
+            KelpieConfig::from_toml_str(file, env(&[("KELPIE_BACKEND__KIND", "embedded")])).expect("same kind");
         assert_eq!(
             config.backend(),
             &BackendConfig::Embedded {
@@ -1803,8 +1680,7 @@ mod tests {
 
     #[test]
     fn bad_env_values_name_the_field_and_the_variable() {
-        let err = KelpieConfig::from_toml_str("", env(&[("KELPIE_LEASE__TTL_MS", "soon")]))
-            .expect_err("not a number");
+        let err = KelpieConfig::from_toml_str("", env(&[("KELPIE_LEASE__TTL_MS", "soon")])).expect_err("not a number");
         assert!(
             matches!(
                 &err,
@@ -1813,8 +1689,7 @@ mod tests {
             ),
             "{err:?}"
         );
-        let err = KelpieConfig::from_toml_str("", env(&[("KELPIE_LEASE__TTL_MS", "-5")]))
-            .expect_err("negative");
+        let err = KelpieConfig::from_toml_str("", env(&[("KELPIE_LEASE__TTL_MS", "-5")])).expect_err("negative");
         assert!(
             matches!(
                 &err,
@@ -1835,10 +1710,7 @@ mod tests {
         assert_invalid_value(err, "backend.endpoints[1]", "");
         let err = KelpieConfig::from_toml_str(
             "",
-            env(&[
-                ("KELPIE_BACKEND__KIND", "etcd"),
-                ("KELPIE_BACKEND__ENDPOINTS", ""),
-            ]),
+            env(&[("KELPIE_BACKEND__KIND", "etcd"), ("KELPIE_BACKEND__ENDPOINTS", "")]),
         )
         .expect_err("no endpoints");
         assert_invalid_value(err, "backend.endpoints", "[]");
@@ -1848,12 +1720,10 @@ mod tests {
     fn load_reads_a_file_and_applies_env() {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(ETCD.as_bytes()).expect("write");
-        let config = KelpieConfig::load(Some(file.path()), env(&[("KELPIE_NODE__ID", "node-9")]))
-            .expect("valid file");
+        let config = KelpieConfig::load(Some(file.path()), env(&[("KELPIE_NODE__ID", "node-9")])).expect("valid file");
         assert_eq!(config.node().id().as_str(), "node-9");
         assert_eq!(config.backend().kind(), "etcd");
-        let config =
-            KelpieConfig::load(None, env(&[("KELPIE_BACKEND__KIND", "memory")])).expect("no file");
+        let config = KelpieConfig::load(None, env(&[("KELPIE_BACKEND__KIND", "memory")])).expect("no file");
         assert_eq!(config.backend(), &BackendConfig::Memory);
     }
 
@@ -1892,16 +1762,7 @@ mod tests {
         let mut file = tempfile::NamedTempFile::new().expect("temp file");
         file.write_all(b"[node]\nid = \"\xff\"").expect("write");
         let err = KelpieConfig::load(Some(file.path()), no_env()).expect_err("not utf-8");
-        assert!(
-            matches!(
-                &err,
-                ConfigError::NotUtf8 {
-                    byte_offset: 13,
-                    ..
-                }
-            ),
-            "{err:?}"
-        );
+        assert!(matches!(&err, ConfigError::NotUtf8 { byte_offset: 13, .. }), "{err:?}");
     }
 
     #[test]

@@ -237,10 +237,7 @@ pub trait CoordinationStore: Send + Sync + 'static {
     fn lease_grant(&self, ttl: Duration) -> BoxFuture<'_, Result<LeaseGrant, CoordinationError>>;
 
     /// Renews `lease` to its full TTL; returns the TTL.
-    fn lease_keep_alive(
-        &self,
-        lease: LeaseId,
-    ) -> BoxFuture<'_, Result<Duration, CoordinationError>>;
+    fn lease_keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, CoordinationError>>;
 
     /// Revokes `lease`, deleting every key attached to it.
     fn lease_revoke(&self, lease: LeaseId) -> BoxFuture<'_, Result<(), CoordinationError>>;
@@ -329,22 +326,14 @@ impl CoordinationState {
     }
 
     /// Reads one key as of `now`.
-    pub fn get(
-        &mut self,
-        key: &str,
-        now: MonotonicInstant,
-    ) -> Result<Option<KeyValue>, CoordinationError> {
+    pub fn get(&mut self, key: &str, now: MonotonicInstant) -> Result<Option<KeyValue>, CoordinationError> {
         check_key(key)?;
         self.expire_leases(now);
         Ok(self.keys.get(key).cloned())
     }
 
     /// Reads every key with `prefix`, in order, as of `now`.
-    pub fn range(
-        &mut self,
-        prefix: &str,
-        now: MonotonicInstant,
-    ) -> Result<Vec<KeyValue>, CoordinationError> {
+    pub fn range(&mut self, prefix: &str, now: MonotonicInstant) -> Result<Vec<KeyValue>, CoordinationError> {
         self.expire_leases(now);
         let found: Vec<KeyValue> = self
             .keys
@@ -367,12 +356,8 @@ impl CoordinationState {
             (CompareTarget::Value(_), None) => return false,
             (CompareTarget::Value(given), Some(kv)) => kv.value.as_ref().cmp(given.as_ref()),
             (CompareTarget::Version(given), kv) => kv.map_or(0, |kv| kv.version).cmp(given),
-            (CompareTarget::CreateRevision(given), kv) => {
-                kv.map_or(0, |kv| kv.create_revision).cmp(given)
-            }
-            (CompareTarget::ModRevision(given), kv) => {
-                kv.map_or(0, |kv| kv.mod_revision).cmp(given)
-            }
+            (CompareTarget::CreateRevision(given), kv) => kv.map_or(0, |kv| kv.create_revision).cmp(given),
+            (CompareTarget::ModRevision(given), kv) => kv.map_or(0, |kv| kv.mod_revision).cmp(given),
         };
         match compare.op {
             CompareOp::Equal => ordering.is_eq(),
@@ -394,18 +379,13 @@ impl CoordinationState {
         }
         for op in txn.success.iter().chain(&txn.failure) {
             match op {
-                TxnOp::Put { key, value, lease } => {
+                TxnOp::Put { key, value, .. } => {
                     check_key(key)?;
                     if value.len() > COORDINATION_VALUE_BYTES_MAX {
                         return Err(invalid(format!(
                             "value for {key:?} of {} bytes exceeds {COORDINATION_VALUE_BYTES_MAX}",
                             value.len()
                         )));
-                    }
-                    if let Some(lease) = lease {
-                        if !self.leases.contains_key(lease) {
-                            return Err(CoordinationError::LeaseNotFound { lease: *lease });
-                        }
                     }
                 }
                 TxnOp::Delete { key } | TxnOp::Get { key } => check_key(key)?,
@@ -414,24 +394,40 @@ impl CoordinationState {
         Ok(())
     }
 
+    /// Checks the branch about to run, as etcd does: leases must exist, and
+    /// no key may be written twice.
+    fn validate_branch(&self, ops: &[TxnOp]) -> Result<(), CoordinationError> {
+        let mut written = std::collections::BTreeSet::new();
+        for op in ops {
+            match op {
+                TxnOp::Put { key, .. } | TxnOp::Delete { key } if !written.insert(key.as_str()) => {
+                    return Err(invalid(format!("duplicate key {key:?} given in txn request")));
+                }
+                _ => {}
+            }
+            match op {
+                TxnOp::Put { lease: Some(lease), .. } if !self.leases.contains_key(lease) => {
+                    return Err(CoordinationError::LeaseNotFound { lease: *lease });
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// Runs `txn` atomically as of `now`. On error nothing was applied.
-    pub fn txn(
-        &mut self,
-        txn: &Txn,
-        now: MonotonicInstant,
-    ) -> Result<TxnResponse, CoordinationError> {
+    pub fn txn(&mut self, txn: &Txn, now: MonotonicInstant) -> Result<TxnResponse, CoordinationError> {
         self.expire_leases(now);
         self.validate(txn)?;
-        let succeeded = txn
-            .compares
-            .iter()
-            .all(|compare| self.compare_holds(compare));
-        let ops = if succeeded {
-            &txn.success
-        } else {
-            &txn.failure
-        };
-        let writes = ops.iter().any(|op| !matches!(op, TxnOp::Get { .. }));
+        let succeeded = txn.compares.iter().all(|compare| self.compare_holds(compare));
+        let ops = if succeeded { &txn.success } else { &txn.failure };
+        self.validate_branch(ops)?;
+        // Only real changes advance the revision (deleting a missing key does not).
+        let writes = ops.iter().any(|op| match op {
+            TxnOp::Put { .. } => true,
+            TxnOp::Delete { key } => self.keys.contains_key(key),
+            TxnOp::Get { .. } => false,
+        });
         let write_revision = self.revision + 1;
         let mut results = Vec::with_capacity(ops.len());
         for op in ops {
@@ -472,11 +468,7 @@ impl CoordinationState {
     }
 
     /// Grants a lease of `ttl` starting at `now`.
-    pub fn lease_grant(
-        &mut self,
-        ttl: Duration,
-        now: MonotonicInstant,
-    ) -> Result<LeaseGrant, CoordinationError> {
+    pub fn lease_grant(&mut self, ttl: Duration, now: MonotonicInstant) -> Result<LeaseGrant, CoordinationError> {
         if ttl.is_zero() {
             return Err(invalid("lease TTL must be greater than zero".to_string()));
         }
@@ -494,11 +486,7 @@ impl CoordinationState {
     }
 
     /// Renews `lease` to a full TTL from `now`.
-    pub fn lease_keep_alive(
-        &mut self,
-        lease: LeaseId,
-        now: MonotonicInstant,
-    ) -> Result<Duration, CoordinationError> {
+    pub fn lease_keep_alive(&mut self, lease: LeaseId, now: MonotonicInstant) -> Result<Duration, CoordinationError> {
         self.expire_leases(now);
         let state = self
             .leases
@@ -509,11 +497,7 @@ impl CoordinationState {
     }
 
     /// Revokes `lease` and deletes its keys.
-    pub fn lease_revoke(
-        &mut self,
-        lease: LeaseId,
-        now: MonotonicInstant,
-    ) -> Result<(), CoordinationError> {
+    pub fn lease_revoke(&mut self, lease: LeaseId, now: MonotonicInstant) -> Result<(), CoordinationError> {
         self.expire_leases(now);
         if !self.leases.contains_key(&lease) {
             return Err(CoordinationError::LeaseNotFound { lease });
@@ -538,8 +522,7 @@ pub struct MemoryCoordinationStore {
 
 impl std::fmt::Debug for MemoryCoordinationStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MemoryCoordinationStore")
-            .finish_non_exhaustive()
+        f.debug_struct("MemoryCoordinationStore").finish_non_exhaustive()
     }
 }
 
@@ -552,17 +535,11 @@ impl MemoryCoordinationStore {
         }
     }
 
-    fn with_state<T>(
-        &self,
-        apply: impl FnOnce(&mut CoordinationState, MonotonicInstant) -> T,
-    ) -> T {
+    fn with_state<T>(&self, apply: impl FnOnce(&mut CoordinationState, MonotonicInstant) -> T) -> T {
         let now = self.clock.now_monotonic();
         // A poisoned lock means a panic inside a pure state-machine call,
         // which leaves no partial state (every method validates first).
-        let mut state = self
-            .state
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         apply(&mut state, now)
     }
 }
@@ -588,10 +565,7 @@ impl CoordinationStore for MemoryCoordinationStore {
         Box::pin(async move { result })
     }
 
-    fn lease_keep_alive(
-        &self,
-        lease: LeaseId,
-    ) -> BoxFuture<'_, Result<Duration, CoordinationError>> {
+    fn lease_keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, CoordinationError>> {
         let result = self.with_state(|state, now| state.lease_keep_alive(lease, now));
         Box::pin(async move { result })
     }
@@ -624,19 +598,14 @@ mod tests {
         let claim = |owner: &'static str| Txn {
             compares: vec![Compare::missing("owner/a")],
             success: vec![put("owner/a", owner, None)],
-            failure: vec![TxnOp::Get {
-                key: "owner/a".into(),
-            }],
+            failure: vec![TxnOp::Get { key: "owner/a".into() }],
         };
         let first = store.txn(&claim("n1"), at(0)).expect("txn");
         assert!(first.succeeded);
         assert_eq!(first.revision, 2);
         let second = store.txn(&claim("n2"), at(0)).expect("txn");
         assert!(!second.succeeded);
-        assert_eq!(
-            second.revision, 2,
-            "a failed compare with only reads writes nothing"
-        );
+        assert_eq!(second.revision, 2, "a failed compare with only reads writes nothing");
         match &second.results[..] {
             [TxnOpResult::Get(Some(kv))] => {
                 assert_eq!(kv.value, Bytes::from_static(b"n1"));
@@ -649,9 +618,7 @@ mod tests {
     #[test]
     fn leases_expire_with_their_keys_and_bump_the_revision() {
         let mut store = CoordinationState::new();
-        let grant = store
-            .lease_grant(Duration::from_millis(100), at(0))
-            .expect("grant");
+        let grant = store.lease_grant(Duration::from_millis(100), at(0)).expect("grant");
         assert_eq!(grant.id, LeaseId(1));
         store
             .txn(
@@ -662,15 +629,9 @@ mod tests {
                 at(10),
             )
             .expect("put");
+        assert_eq!(store.lease_keep_alive(grant.id, at(90)), Ok(Duration::from_millis(100)));
         assert_eq!(
-            store.lease_keep_alive(grant.id, at(90)),
-            Ok(Duration::from_millis(100))
-        );
-        assert_eq!(
-            store
-                .get("members/n1", at(189))
-                .expect("get")
-                .map(|kv| kv.version),
+            store.get("members/n1", at(189)).expect("get").map(|kv| kv.version),
             Some(1)
         );
         assert_eq!(store.get("members/n1", at(190)), Ok(None));
@@ -687,22 +648,42 @@ mod tests {
             store.txn(&put_on_dead_lease, at(200)),
             Err(CoordinationError::LeaseNotFound { lease: grant.id })
         );
+        assert_eq!(store.get("x", at(200)), Ok(None), "a refused txn applies nothing");
+    }
+
+    #[test]
+    fn etcd_details_lease_check_on_taken_branch_no_revision_for_noop_delete_no_duplicate_keys() {
+        let mut store = CoordinationState::new();
+        let dead = LeaseId(99);
+        let guarded = Txn {
+            compares: vec![Compare::value_is("missing", Bytes::from_static(b"x"))],
+            success: vec![put("k", "v", Some(dead))],
+            failure: vec![TxnOp::Delete { key: "nothing".into() }],
+        };
+        let response = store
+            .txn(&guarded, at(0))
+            .expect("the dead lease is in the branch not taken");
+        assert!(!response.succeeded);
+        assert_eq!(response.revision, 1, "deleting a missing key changes nothing");
+        assert_eq!(response.results, vec![TxnOpResult::Delete { existed: false }]);
+        let twice = Txn {
+            success: vec![put("k", "1", None), put("k", "2", None)],
+            ..Txn::default()
+        };
         assert_eq!(
-            store.get("x", at(200)),
-            Ok(None),
-            "a refused txn applies nothing"
+            store.txn(&twice, at(0)),
+            Err(CoordinationError::InvalidRequest {
+                reason: "duplicate key \"k\" given in txn request".into()
+            })
         );
+        assert_eq!(store.get("k", at(0)), Ok(None));
     }
 
     #[test]
     fn range_reads_a_prefix_in_order_and_limits_are_enforced() {
         let mut store = CoordinationState::new();
         let txn = Txn {
-            success: vec![
-                put("m/b", "2", None),
-                put("m/a", "1", None),
-                put("n/a", "3", None),
-            ],
+            success: vec![put("m/b", "2", None), put("m/a", "1", None), put("n/a", "3", None)],
             ..Txn::default()
         };
         assert_eq!(store.txn(&txn, at(0)).map(|r| r.revision), Ok(2));

@@ -29,9 +29,7 @@ pub enum DiskError {
         message: String,
     },
     /// A read asked for bytes beyond the end of the file.
-    #[error(
-        "read of {len} bytes at offset {offset} is past the end of {file:?} ({file_len} bytes)"
-    )]
+    #[error("read of {len} bytes at offset {offset} is past the end of {file:?} ({file_len} bytes)")]
     ReadPastEnd {
         /// The file read.
         file: String,
@@ -43,7 +41,9 @@ pub enum DiskError {
         file_len: u64,
     },
     /// The file name is empty, too long, or not `[A-Za-z0-9._-]`.
-    #[error("invalid file name {name:?}: use 1..={DISK_FILE_NAME_BYTES_MAX} bytes of [A-Za-z0-9._-], not starting with '.'")]
+    #[error(
+        "invalid file name {name:?}: use 1..={DISK_FILE_NAME_BYTES_MAX} bytes of [A-Za-z0-9._-], not starting with '.'"
+    )]
     InvalidName {
         /// The rejected name.
         name: String,
@@ -62,9 +62,7 @@ pub fn validate_file_name(name: &str) -> Result<(), DiskError> {
     if valid {
         Ok(())
     } else {
-        Err(DiskError::InvalidName {
-            name: name.to_string(),
-        })
+        Err(DiskError::InvalidName { name: name.to_string() })
     }
 }
 
@@ -115,8 +113,7 @@ impl OsDisk {
     /// A disk over `dir`, creating the directory if needed.
     pub fn open_dir(dir: impl AsRef<Path>) -> Result<Self, DiskError> {
         let dir = dir.as_ref().to_path_buf();
-        std::fs::create_dir_all(&dir)
-            .map_err(|error| io_error(&dir.display().to_string(), "open", &error))?;
+        std::fs::create_dir_all(&dir).map_err(|error| io_error(&dir.display().to_string(), "open", &error))?;
         Ok(Self { dir })
     }
 
@@ -148,10 +145,8 @@ impl Disk for OsDisk {
             .map_err(|error| io_error(name, "open", &error))?;
         if !existed {
             // A new file's directory entry is durable only once the directory is synced.
-            let dir =
-                std::fs::File::open(&self.dir).map_err(|error| io_error(name, "open", &error))?;
-            dir.sync_all()
-                .map_err(|error| io_error(name, "sync_data", &error))?;
+            let dir = std::fs::File::open(&self.dir).map_err(|error| io_error(name, "open", &error))?;
+            dir.sync_all().map_err(|error| io_error(name, "sync_data", &error))?;
         }
         Ok(Arc::new(OsFile {
             name: name.to_string(),
@@ -254,9 +249,7 @@ mod tests {
         for bad in ["", "../x", "a/b", ".hidden", &"x".repeat(129)] {
             assert_eq!(
                 validate_file_name(bad),
-                Err(DiskError::InvalidName {
-                    name: bad.to_string()
-                }),
+                Err(DiskError::InvalidName { name: bad.to_string() }),
                 "{bad:?}"
             );
         }

@@ -37,9 +37,7 @@ mod tests {
         let err = parse("").expect_err("empty id");
         assert!(matches!(
             err,
-            KelpieError::Id(IdError::Empty {
-                field: IdField::NodeId
-            })
+            KelpieError::Id(IdError::Empty { field: IdField::NodeId })
         ));
         assert_eq!(err.to_string(), "node id must not be empty");
     }

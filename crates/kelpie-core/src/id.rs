@@ -50,9 +50,7 @@ impl IdField {
             IdField::ActorNamespace | IdField::NodeId => {
                 matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-')
             }
-            IdField::ActorKey => {
-                byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'-')
-            }
+            IdField::ActorKey => byte.is_ascii_alphanumeric() || matches!(byte, b'_' | b'.' | b':' | b'-'),
         }
     }
 }
@@ -127,11 +125,7 @@ fn validate(field: IdField, text: &str) -> Result<(), IdError> {
         .char_indices()
         .find(|&(_, ch)| !ch.is_ascii() || !field.accepts(ch as u8))
     {
-        return Err(IdError::InvalidChar {
-            field,
-            ch,
-            position,
-        });
+        return Err(IdError::InvalidChar { field, ch, position });
     }
     if field == IdField::ActorNamespace && !first.is_ascii_lowercase() {
         return Err(IdError::InvalidStart {
@@ -192,9 +186,7 @@ impl FromStr for ActorId {
     type Err = IdError;
 
     fn from_str(text: &str) -> Result<Self, IdError> {
-        let (namespace, key) = text
-            .split_once(ACTOR_ID_SEPARATOR)
-            .ok_or(IdError::MissingSeparator)?;
+        let (namespace, key) = text.split_once(ACTOR_ID_SEPARATOR).ok_or(IdError::MissingSeparator)?;
         ActorId::new(namespace, key)
     }
 }
@@ -285,10 +277,7 @@ mod tests {
         let namespace = format!("a{}", "b".repeat(ACTOR_NAMESPACE_BYTES_MAX - 1));
         let key = "k".repeat(ACTOR_KEY_BYTES_MAX);
         let id = ActorId::new(namespace.clone(), key.clone()).expect("valid id");
-        assert_eq!(
-            (id.namespace(), id.key()),
-            (namespace.as_str(), key.as_str())
-        );
+        assert_eq!((id.namespace(), id.key()), (namespace.as_str(), key.as_str()));
     }
 
     #[test]
@@ -427,20 +416,12 @@ mod tests {
         assert_eq!("node_a-1".parse::<NodeId>(), Ok(id));
         assert_eq!(NodeId::from_index(7).as_str(), "node-7");
         assert_eq!(NodeId::from_index(u32::MAX).as_str(), "node-4294967295");
-        assert_eq!(
-            NodeId::new("0").map(|id| id.to_string()),
-            Ok("0".to_string())
-        );
+        assert_eq!(NodeId::new("0").map(|id| id.to_string()), Ok("0".to_string()));
     }
 
     #[test]
     fn node_id_rejects_bad_names() {
-        assert_eq!(
-            NodeId::new(""),
-            Err(IdError::Empty {
-                field: IdField::NodeId
-            })
-        );
+        assert_eq!(NodeId::new(""), Err(IdError::Empty { field: IdField::NodeId }));
         assert_eq!(
             NodeId::new("n".repeat(NODE_ID_BYTES_MAX + 1)),
             Err(IdError::TooLong {
@@ -470,10 +451,7 @@ mod tests {
     #[test]
     fn node_id_serde_uses_the_text_form_and_validates() {
         let id = NodeId::from_index(3);
-        assert_eq!(
-            toml::Value::try_from(&id),
-            Ok(toml::Value::String("node-3".into()))
-        );
+        assert_eq!(toml::Value::try_from(&id), Ok(toml::Value::String("node-3".into())));
         let back: Result<NodeId, _> = toml::Value::String("node-3".into()).try_into();
         assert_eq!(back, Ok(id));
         let bad: Result<NodeId, toml::de::Error> = toml::Value::String("".into()).try_into();

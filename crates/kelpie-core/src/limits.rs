@@ -114,9 +114,7 @@ mod tests {
         assert!(LEASE_TTL_MS_MIN < LEASE_TTL_MS_MAX);
         assert!(CLOCK_DRIFT_MS_MAX < LEASE_TTL_MS_MAX);
         // The default lease must satisfy the rule the configuration enforces.
-        assert!(
-            LEASE_TTL_MS_MIN <= LEASE_TTL_MS_DEFAULT && LEASE_TTL_MS_DEFAULT <= LEASE_TTL_MS_MAX
-        );
+        assert!(LEASE_TTL_MS_MIN <= LEASE_TTL_MS_DEFAULT && LEASE_TTL_MS_DEFAULT <= LEASE_TTL_MS_MAX);
         assert!(LEASE_TTL_MS_DEFAULT > LEASE_RENEW_INTERVAL_MS_DEFAULT + CLOCK_DRIFT_MS_DEFAULT);
         assert!(CLOCK_DRIFT_MS_DEFAULT <= CLOCK_DRIFT_MS_MAX);
         assert!(ACTOR_IDLE_TIMEOUT_MS_DEFAULT > 0);

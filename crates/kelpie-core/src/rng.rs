@@ -99,10 +99,7 @@ impl Rng for SeededRng {
     fn next_u64(&self) -> u64 {
         // A poisoned lock only means another thread panicked mid-draw; the
         // generator state is still a valid state.
-        let mut guard = self
-            .inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut guard = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         guard.next_u64()
     }
 }

@@ -87,9 +87,7 @@ impl TokioSpawner {
     ///
     /// Returns `None` outside a tokio runtime.
     pub fn current() -> Option<Self> {
-        tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|handle| Self { handle })
+        tokio::runtime::Handle::try_current().ok().map(|handle| Self { handle })
     }
 }
 
@@ -160,10 +158,7 @@ mod tests {
         stuck.abort();
         assert_eq!(stuck.join().await, TaskExit::Aborted);
         let (tx, rx) = std::sync::mpsc::channel();
-        let blocking = spawner.spawn_blocking(
-            "fsync",
-            Box::new(move || tx.send(42).expect("receiver alive")),
-        );
+        let blocking = spawner.spawn_blocking("fsync", Box::new(move || tx.send(42).expect("receiver alive")));
         assert_eq!(blocking.join().await, TaskExit::Completed);
         assert_eq!(rx.recv(), Ok(42));
     }

@@ -95,9 +95,7 @@ impl FaultKind {
     /// The simulator code path that injects this fault.
     pub const fn consumer(self) -> &'static str {
         match self {
-            FaultKind::ClockSkew | FaultKind::ClockJump | FaultKind::NodePause => {
-                "Simulation::fault_tick -> NodeClock"
-            }
+            FaultKind::ClockSkew | FaultKind::ClockJump | FaultKind::NodePause => "Simulation::fault_tick -> NodeClock",
             FaultKind::NodeCrash => "Simulation::fault_tick -> Simulation::crash_node",
             FaultKind::Partition => "Simulation::fault_tick -> World::partition",
             FaultKind::MessageDrop
@@ -108,9 +106,7 @@ impl FaultKind {
             FaultKind::DiskReadError => "SimFile::read",
             FaultKind::DiskLatency => "SimSpawner::spawn_blocking",
             FaultKind::FsyncLoss | FaultKind::TornWrite => "SimDisk::crash",
-            FaultKind::CoordinationTimeout | FaultKind::ConcurrentConflict => {
-                "SimCoordination::request"
-            }
+            FaultKind::CoordinationTimeout | FaultKind::ConcurrentConflict => "SimCoordination::request",
         }
     }
 
@@ -205,9 +201,7 @@ impl FaultConfig {
                 FaultKind::NodePause => 0.01,
                 FaultKind::NodeCrash => 0.01,
                 FaultKind::Partition => 0.005,
-                FaultKind::MessageDrop | FaultKind::MessageDelay | FaultKind::MessageDuplicate => {
-                    0.03
-                }
+                FaultKind::MessageDrop | FaultKind::MessageDelay | FaultKind::MessageDuplicate => 0.03,
                 FaultKind::MessageReorder => 0.05,
                 FaultKind::DiskWriteError | FaultKind::DiskReadError => 0.05,
                 FaultKind::DiskLatency => 0.2,
@@ -264,10 +258,7 @@ impl FaultCounters {
 
     /// Every kind in the catalogue with its count, zeros included.
     pub fn all(&self) -> Vec<(FaultKind, u64)> {
-        FaultKind::ALL
-            .into_iter()
-            .map(|kind| (kind, self.get(kind)))
-            .collect()
+        FaultKind::ALL.into_iter().map(|kind| (kind, self.get(kind))).collect()
     }
 }
 

@@ -25,8 +25,8 @@ mod world;
 
 pub use faults::{FaultConfig, FaultCounters, FaultKind};
 pub use simulation::{
-    FailureKind, FaultAction, HarnessEnv, NodeLife, NodeView, SeedGuard, SimFailure, SimReport,
-    Simulation, StopReason, WorldView,
+    FailureKind, FaultAction, HarnessEnv, NodeLife, NodeView, SeedGuard, SimFailure, SimReport, Simulation, StopReason,
+    WorldView,
 };
 
 /// Seeds to run, from the environment.
@@ -40,11 +40,7 @@ pub fn seeds_from_env(default_base: u64, default_count: u64) -> Result<Vec<u64>,
     seeds_from(|name| std::env::var(name).ok(), default_base, default_count)
 }
 
-fn seeds_from(
-    var: impl Fn(&str) -> Option<String>,
-    default_base: u64,
-    default_count: u64,
-) -> Result<Vec<u64>, String> {
+fn seeds_from(var: impl Fn(&str) -> Option<String>, default_base: u64, default_count: u64) -> Result<Vec<u64>, String> {
     let parse = |name: &str| -> Result<Option<u64>, String> {
         match var(name) {
             None => Ok(None),

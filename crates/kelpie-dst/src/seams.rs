@@ -14,8 +14,7 @@ use futures::future::BoxFuture;
 use futures::task::ArcWake;
 use kelpie_core::clock::{Clock, MonotonicInstant, WallTime};
 use kelpie_core::coordination::{
-    CoordinationError, CoordinationState, CoordinationStore, KeyValue, LeaseGrant, LeaseId, Txn,
-    TxnOp, TxnResponse,
+    CoordinationError, CoordinationState, CoordinationStore, KeyValue, LeaseGrant, LeaseId, Txn, TxnOp, TxnResponse,
 };
 use kelpie_core::disk::{validate_file_name, Disk, DiskError, DiskFile};
 use kelpie_core::rng::Rng;
@@ -25,7 +24,7 @@ use kelpie_core::NodeId;
 
 use crate::faults::FaultKind;
 use crate::world::{
-    lock, PendingOp, Shared, SimFileState, TaskId, TaskSlot, TimelineEvent, TimerState, World,
+    lock, PendingOp, Shared, SimFileState, TaskId, TaskSlot, TimelineEvent, TimerState, World, SIM_FILE_BYTES_MAX,
 };
 
 fn nanos(duration: Duration) -> u64 {
@@ -57,9 +56,7 @@ impl Future for TimerFuture {
         let mut world = shared.world();
         let due_at = match self.deadline {
             Deadline::Virtual(at) => at,
-            Deadline::Local { node, target_mono } => {
-                world.nodes[node].clock.virtual_at(target_mono, world.now)
-            }
+            Deadline::Local { node, target_mono } => world.nodes[node].clock.virtual_at(target_mono, world.now),
         };
         if due_at <= world.now {
             return Poll::Ready(());
@@ -74,6 +71,13 @@ impl Future for TimerFuture {
         let timer = Arc::new(TimerState::default());
         *lock(&timer.waker) = Some(cx.waker().clone());
         world.schedule(due_at, TimelineEvent::Timer(timer.clone()));
+        if let Deadline::Local { node, .. } = self.deadline {
+            let timers = &mut world.nodes[node].local_timers;
+            if timers.len() >= 64 && timers.len().is_power_of_two() {
+                timers.retain(|timer| timer.strong_count() > 0);
+            }
+            timers.push(Arc::downgrade(&timer));
+        }
         drop(world);
         if let Some(old) = self.timer.replace(timer) {
             old.cancelled.store(true, Ordering::SeqCst);
@@ -147,9 +151,7 @@ impl Clock for TrueClock {
 
     fn now_wall(&self) -> WallTime {
         let now = self.shared.world().now;
-        WallTime::from_unix_ms(
-            crate::world::WALL_EPOCH_UNIX_MS + i64::try_from(now / 1_000_000).unwrap_or(i64::MAX),
-        )
+        WallTime::from_unix_ms(crate::world::WALL_EPOCH_UNIX_MS + i64::try_from(now / 1_000_000).unwrap_or(i64::MAX))
     }
 
     fn sleep(&self, duration: Duration) -> BoxFuture<'static, ()> {
@@ -195,11 +197,7 @@ pub(crate) struct SimSpawner {
 }
 
 impl SimSpawner {
-    pub(crate) fn spawn_task(
-        &self,
-        name: &'static str,
-        future: BoxFuture<'static, ()>,
-    ) -> TaskHandle {
+    pub(crate) fn spawn_task(&self, name: &'static str, future: BoxFuture<'static, ()>) -> TaskHandle {
         let (exit_tx, exit_rx) = futures::channel::oneshot::channel();
         let aborted = Arc::new(AtomicBool::new(false));
         let id = {
@@ -312,7 +310,7 @@ impl Transport for SimTransport {
             to: to.clone(),
             payload,
         };
-        if world.draw(FaultKind::MessageDrop) {
+        if !world.nodes[target].is_down() && world.draw(FaultKind::MessageDrop) {
             let detail = format!("{} -> {} seq {link_seq}", self.id, to);
             world.effect(FaultKind::MessageDrop, &detail);
             return Ok(());
@@ -321,14 +319,10 @@ impl Transport for SimTransport {
         let mut latency = base;
         let delayed = world.draw(FaultKind::MessageDelay);
         if delayed {
-            latency += world
-                .rng
-                .in_range(1, nanos(world.faults.message_delay_max).max(1));
+            latency += world.rng.in_range(1, nanos(world.faults.message_delay_max).max(1));
         }
         if world.draw(FaultKind::MessageReorder) {
-            latency += world
-                .rng
-                .in_range(1, nanos(world.faults.message_reorder_max).max(1));
+            latency += world.rng.in_range(1, nanos(world.faults.message_reorder_max).max(1));
         }
         let at = world.now.saturating_add(latency);
         if world.draw(FaultKind::MessageDuplicate) {
@@ -376,7 +370,9 @@ impl Transport for SimTransport {
             match meta.inbox.pop_front() {
                 Some(envelope) => Poll::Ready(Ok(envelope)),
                 None => {
-                    meta.inbox_waker = Some(cx.waker().clone());
+                    if !meta.inbox_wakers.iter().any(|waker| waker.will_wake(cx.waker())) {
+                        meta.inbox_wakers.push(cx.waker().clone());
+                    }
                     Poll::Pending
                 }
             }
@@ -421,10 +417,7 @@ impl Disk for SimDisk {
         if !world.is_current(self.node, self.boot) {
             return Err(stale(name, "open"));
         }
-        world.nodes[self.node]
-            .disk
-            .entry(name.to_string())
-            .or_default();
+        world.nodes[self.node].disk.entry(name.to_string()).or_default();
         Ok(Arc::new(SimFile {
             shared: self.shared.clone(),
             node: self.node,
@@ -483,9 +476,7 @@ impl DiskFile for SimFile {
             }
             let bytes = &file(world, self.node, name).current;
             let file_len = bytes.len() as u64;
-            let start = usize::try_from(offset)
-                .ok()
-                .filter(|start| *start as u64 <= file_len);
+            let start = usize::try_from(offset).ok().filter(|start| *start as u64 <= file_len);
             match start.and_then(|start| start.checked_add(len).map(|end| (start, end))) {
                 Some((start, end)) if end <= bytes.len() => Ok(bytes[start..end].to_vec()),
                 _ => Err(DiskError::ReadPastEnd {
@@ -499,6 +490,13 @@ impl DiskFile for SimFile {
     }
 
     fn write(&self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+        if offset.saturating_add(data.len() as u64) > SIM_FILE_BYTES_MAX {
+            return Err(DiskError::Io {
+                file: self.name.clone(),
+                operation: "write",
+                message: format!("file would exceed the simulated disk's {SIM_FILE_BYTES_MAX} bytes (EFBIG)"),
+            });
+        }
         self.with_file("write", |world, name| {
             if world.draw(FaultKind::DiskWriteError) {
                 let detail = format!("{} write {name}", world.nodes[self.node].id);
@@ -517,6 +515,13 @@ impl DiskFile for SimFile {
     }
 
     fn set_len(&self, len: u64) -> Result<(), DiskError> {
+        if len > SIM_FILE_BYTES_MAX {
+            return Err(DiskError::Io {
+                file: self.name.clone(),
+                operation: "set_len",
+                message: format!("file would exceed the simulated disk's {SIM_FILE_BYTES_MAX} bytes (EFBIG)"),
+            });
+        }
         self.with_file("set_len", |world, name| {
             let op = PendingOp::SetLen(len);
             let state = file(world, self.node, name);
@@ -556,38 +561,46 @@ pub(crate) fn crash_disk(world: &mut World, node: usize) {
         if pending.is_empty() {
             continue;
         }
-        let keep = if world.draw(FaultKind::FsyncLoss) {
-            let keep = usize::try_from(world.rng.below(pending.len() as u64)).unwrap_or(0);
+        // A machine crash persists an arbitrary subset of the unsynced
+        // writes (the page cache flushes in no particular order), at least
+        // one lost; the first lost write may be half-persisted (torn).
+        let kept: Vec<bool> = if world.draw(FaultKind::FsyncLoss) {
+            let mut kept: Vec<bool> = pending.iter().map(|_| world.rng.chance(1, 2)).collect();
+            if kept.iter().all(|kept| *kept) {
+                let victim = usize::try_from(world.rng.below(pending.len() as u64)).unwrap_or(0);
+                kept[victim] = false;
+            }
+            let lost = kept.iter().filter(|kept| !**kept).count();
             let detail = format!(
-                "{} {name} lost {} of {} unsynced ops",
+                "{} {name} lost {lost} of {} unsynced ops",
                 world.nodes[node].id,
-                pending.len() - keep,
                 pending.len()
             );
             world.effect(FaultKind::FsyncLoss, &detail);
-            keep
+            kept
         } else {
-            pending.len()
+            vec![true; pending.len()]
         };
-        for op in &pending[..keep] {
-            op.apply(&mut durable);
-        }
-        if keep < pending.len() {
-            if let PendingOp::Write { offset, data } = &pending[keep] {
-                if data.len() > 1 && world.draw(FaultKind::TornWrite) {
-                    let cut =
-                        usize::try_from(world.rng.in_range(1, data.len() as u64 - 1)).unwrap_or(1);
-                    PendingOp::Write {
-                        offset: *offset,
-                        data: data[..cut].to_vec(),
+        let torn_at = kept.iter().position(|kept| !*kept);
+        for (index, op) in pending.iter().enumerate() {
+            if kept[index] {
+                op.apply(&mut durable);
+            } else if Some(index) == torn_at {
+                if let PendingOp::Write { offset, data } = op {
+                    if data.len() > 1 && world.draw(FaultKind::TornWrite) {
+                        let cut = usize::try_from(world.rng.in_range(1, data.len() as u64 - 1)).unwrap_or(1);
+                        PendingOp::Write {
+                            offset: *offset,
+                            data: data[..cut].to_vec(),
+                        }
+                        .apply(&mut durable);
+                        let detail = format!(
+                            "{} {name} kept {cut} of {} bytes at offset {offset}",
+                            world.nodes[node].id,
+                            data.len()
+                        );
+                        world.effect(FaultKind::TornWrite, &detail);
                     }
-                    .apply(&mut durable);
-                    let detail = format!(
-                        "{} {name} kept {cut} of {} bytes at offset {offset}",
-                        world.nodes[node].id,
-                        data.len()
-                    );
-                    world.effect(FaultKind::TornWrite, &detail);
                 }
             }
         }
@@ -625,13 +638,10 @@ impl SimCoordination {
         Box::pin(async move {
             let (latency, timeout) = {
                 let world = shared.world();
-                (
-                    world.faults.coordination_latency,
-                    world.faults.coordination_timeout,
-                )
+                (world.faults.coordination_latency, world.faults.coordination_timeout)
             };
-            virtual_delay(&shared, latency).await;
-            let delivery = {
+            let (reply, answer) = futures::channel::oneshot::channel();
+            {
                 let mut world = shared.world();
                 if !world.is_current(node, boot) {
                     return Err(CoordinationError::Unavailable {
@@ -639,25 +649,39 @@ impl SimCoordination {
                     });
                 }
                 let id = world.nodes[node].id.clone();
-                if !world.reaches_store(node) {
-                    let detail = format!("{id} cannot reach the coordination store ({operation})");
-                    world.effect(FaultKind::Partition, &detail);
-                    Delivery::Lost
-                } else if world.draw(FaultKind::CoordinationTimeout) {
-                    let applied = world.rng.chance(1, 2);
-                    let detail = format!("{id} {operation} timed out (applied: {applied})");
-                    world.effect(FaultKind::CoordinationTimeout, &detail);
-                    if applied {
-                        // The store applies the request; only the answer is lost.
-                        let _ = apply(&mut world);
-                    }
-                    Delivery::Lost
-                } else {
-                    let result = apply(&mut world);
-                    let line = format!("coordination {id} {operation} ok={}", result.is_ok());
-                    world.record(&line);
-                    Delivery::Answer(result)
-                }
+                let at = world.now.saturating_add(nanos(latency));
+                // The request is on the wire: the store applies it at `at`
+                // even if this node crashes or pauses meanwhile.
+                world.schedule(
+                    at,
+                    TimelineEvent::Coordination(Box::new(move |world: &mut World| {
+                        let delivery = if !world.reaches_store(node) {
+                            let detail = format!("{id} cannot reach the coordination store ({operation})");
+                            world.effect(FaultKind::Partition, &detail);
+                            Delivery::Lost
+                        } else if world.draw(FaultKind::CoordinationTimeout) {
+                            let applied = world.rng.chance(1, 2);
+                            let detail = format!("{id} {operation} timed out (applied: {applied})");
+                            world.effect(FaultKind::CoordinationTimeout, &detail);
+                            if applied {
+                                // The store applies the request; only the answer is lost.
+                                let _ = apply(world);
+                            }
+                            Delivery::Lost
+                        } else {
+                            let result = apply(world);
+                            let line = format!("coordination {id} {operation} ok={}", result.is_ok());
+                            world.record(&line);
+                            Delivery::Answer(result)
+                        };
+                        let _ = reply.send(delivery);
+                    })),
+                );
+            }
+            let Ok(delivery) = answer.await else {
+                return Err(CoordinationError::Unavailable {
+                    reason: "simulation ended".to_string(),
+                });
             };
             match delivery {
                 Delivery::Answer(result) => {
@@ -739,10 +763,7 @@ impl CoordinationStore for SimCoordination {
         })
     }
 
-    fn lease_keep_alive(
-        &self,
-        lease: LeaseId,
-    ) -> BoxFuture<'_, Result<Duration, CoordinationError>> {
+    fn lease_keep_alive(&self, lease: LeaseId) -> BoxFuture<'_, Result<Duration, CoordinationError>> {
         self.request("lease_keep_alive", move |world| {
             let now = world.store_now();
             world.coordination.lease_keep_alive(lease, now)

@@ -22,9 +22,7 @@ use kelpie_core::spawn::{panic_message, TaskExit, TaskHandle};
 use kelpie_core::{NodeEnv, NodeId};
 
 use crate::faults::{FaultConfig, FaultCounters, FaultKind};
-use crate::seams::{
-    crash_disk, SimClock, SimCoordination, SimDisk, SimSpawner, SimTransport, TrueClock,
-};
+use crate::seams::{crash_disk, SimClock, SimCoordination, SimDisk, SimSpawner, SimTransport, TrueClock};
 use crate::trace::Trace;
 use crate::world::{lock, Life, NodeClock, NodeMeta, Shared, TaskId, TimelineEvent, World};
 
@@ -359,11 +357,15 @@ impl<N: Send + Sync + 'static> Simulation<N> {
     /// `count` nodes, each started (and restarted after a crash) by running
     /// `boot` with the node's simulated seams. `boot` must spawn the node's
     /// work through `env.spawner` and return a handle invariants can read.
-    pub fn nodes(
-        mut self,
-        count: usize,
-        boot: impl Fn(NodeEnv) -> Arc<N> + Send + Sync + 'static,
-    ) -> Self {
+    ///
+    /// # Panics
+    ///
+    /// If `count` exceeds [`NODES_MAX`] (a mistake in the test, not an input).
+    pub fn nodes(mut self, count: usize, boot: impl Fn(NodeEnv) -> Arc<N> + Send + Sync + 'static) -> Self {
+        assert!(
+            count <= NODES_MAX,
+            "a simulation has at most {NODES_MAX} nodes, not {count}"
+        );
         self.node_count = count;
         self.boot = Some(Arc::new(boot));
         self
@@ -419,10 +421,7 @@ impl<N: Send + Sync + 'static> Simulation<N> {
 
     /// A read-only observer called after every step like an invariant, but
     /// not counted as one (for coverage statistics).
-    pub fn observer(
-        mut self,
-        observe: impl FnMut(&WorldView<'_, N>) -> Result<(), String> + 'static,
-    ) -> Self {
+    pub fn observer(mut self, observe: impl FnMut(&WorldView<'_, N>) -> Result<(), String> + 'static) -> Self {
         self.observers.push(Box::new(observe));
         self
     }
@@ -478,13 +477,12 @@ impl<N: Send + Sync + 'static> Runner<N> {
                 boot: 0,
                 clock: NodeClock::new(origin),
                 inbox: Default::default(),
-                inbox_waker: None,
+                inbox_wakers: Vec::new(),
                 disk: BTreeMap::new(),
+                local_timers: Vec::new(),
             });
         }
-        let nodes = (0..config.node_count)
-            .map(|_| SimNode { state: None })
-            .collect();
+        let nodes = (0..config.node_count).map(|_| SimNode { state: None }).collect();
         Self {
             config,
             shared: Arc::new(Shared {
@@ -525,9 +523,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
             } else {
                 match self.next_event() {
                     None => break StopReason::Quiescent,
-                    Some((time, _)) if time > nanos(self.config.max_virtual_time) => {
-                        break StopReason::TimeLimit
-                    }
+                    Some((time, _)) if time > nanos(self.config.max_virtual_time) => break StopReason::TimeLimit,
                     Some((time, key)) => {
                         self.begin_step();
                         self.process_event(time, key);
@@ -583,7 +579,8 @@ impl<N: Send + Sync + 'static> Runner<N> {
             meta.boot += 1;
             meta.life = Life::Running { since: now };
             meta.inbox.clear();
-            meta.inbox_waker = None;
+            meta.inbox_wakers.clear();
+            meta.local_timers.clear();
             let boot = meta.boot;
             let line = format!("boot {} #{boot}", meta.id);
             world.record(&line);
@@ -622,11 +619,20 @@ impl<N: Send + Sync + 'static> Runner<N> {
             let mut world = self.shared.world();
             let now = world.now;
             let meta = &mut world.nodes[index];
+            let paused_and_kept_from_running = matches!(meta.life, Life::Paused { deferred: true, .. });
             meta.life = Life::Down { since: now };
             meta.inbox.clear();
-            meta.inbox_waker = None;
+            meta.inbox_wakers.clear();
+            meta.local_timers.clear();
             let line = format!("crash {}", meta.id);
             world.record(&line);
+            if paused_and_kept_from_running {
+                let id = world.nodes[index].id.clone();
+                world.effect(
+                    FaultKind::NodePause,
+                    &format!("{id} kept from running until it crashed"),
+                );
+            }
             crash_disk(&mut world, index);
             world.schedule(
                 now.saturating_add(nanos(downtime)),
@@ -705,17 +711,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
             let mut tasks = lock(&self.shared.tasks);
             match tasks.get_mut(&id) {
                 None => None,
-                Some(slot) if slot.aborted.load(std::sync::atomic::Ordering::SeqCst) => {
-                    let slot = tasks.remove(&id);
-                    if let Some(mut slot) = slot {
-                        if let Some(exit) = slot.exit.take() {
-                            let _ = exit.send(TaskExit::Aborted);
-                        }
-                        Some(Err(slot))
-                    } else {
-                        None
-                    }
-                }
+                Some(slot) if slot.aborted.load(std::sync::atomic::Ordering::SeqCst) => tasks.remove(&id).map(Err),
                 Some(slot) => slot
                     .future
                     .take()
@@ -724,7 +720,10 @@ impl<N: Send + Sync + 'static> Runner<N> {
         };
         let (mut future, waker, name, node) = match taken {
             None => return Ok(()),
-            Some(Err(aborted_slot)) => {
+            Some(Err(mut aborted_slot)) => {
+                if let Some(exit) = aborted_slot.exit.take() {
+                    let _ = exit.send(TaskExit::Aborted);
+                }
                 drop(aborted_slot);
                 self.shared.world().record(&format!("abort #{id}"));
                 return Ok(());
@@ -735,9 +734,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
             Some(node) => format!("{}", NodeId::from_index(node as u32)),
             None => "harness".to_string(),
         };
-        self.shared
-            .world()
-            .record(&format!("poll #{id} {name}@{owner}"));
+        self.shared.world().record(&format!("poll #{id} {name}@{owner}"));
         let mut cx = Context::from_waker(&waker);
         let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
         match outcome {
@@ -761,9 +758,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
                 let message = panic_message(payload.as_ref());
                 self.task_panics += 1;
                 let task = format!("#{id} {name}@{owner}");
-                self.shared
-                    .world()
-                    .record(&format!("panic {task}: {message}"));
+                self.shared.world().record(&format!("panic {task}: {message}"));
                 self.finish_task(
                     id,
                     TaskExit::Panicked {
@@ -779,7 +774,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
     }
 
     fn finish_task(&self, id: TaskId, exit: TaskExit) {
-        let slot = lock(&self.shared.tasks).remove(&id);
+        let slot = { lock(&self.shared.tasks).remove(&id) };
         if let Some(mut slot) = slot {
             if let Some(sender) = slot.exit.take() {
                 let _ = sender.send(exit);
@@ -814,7 +809,13 @@ impl<N: Send + Sync + 'static> Runner<N> {
         match event {
             TimelineEvent::Timer(timer) => {
                 self.shared.world().record("timer");
-                timer.fire();
+                if let Some(waker) = timer.fire() {
+                    waker.wake();
+                }
+            }
+            TimelineEvent::Coordination(apply) => {
+                let mut world = self.shared.world();
+                apply(&mut world);
             }
             TimelineEvent::Deliver {
                 envelope,
@@ -836,8 +837,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
                 }
                 let link = world.links.entry((from, to)).or_default();
                 let overtaken = link.max_delivered.is_some_and(|max| link_seq < max);
-                link.max_delivered =
-                    Some(link.max_delivered.map_or(link_seq, |max| max.max(link_seq)));
+                link.max_delivered = Some(link.max_delivered.map_or(link_seq, |max| max.max(link_seq)));
                 if overtaken {
                     world.effect(FaultKind::MessageReorder, &route);
                 }
@@ -850,7 +850,9 @@ impl<N: Send + Sync + 'static> Runner<N> {
                 world.record(&format!("deliver {route}"));
                 let meta = &mut world.nodes[to];
                 meta.inbox.push_back(envelope);
-                if let Some(waker) = meta.inbox_waker.take() {
+                let wakers = std::mem::take(&mut meta.inbox_wakers);
+                drop(world);
+                for waker in wakers {
                     waker.wake();
                 }
             }
@@ -890,11 +892,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
             }
             TimelineEvent::Heal { partition_id } => {
                 let mut world = self.shared.world();
-                if world
-                    .partition
-                    .as_ref()
-                    .is_some_and(|(id, _)| *id == partition_id)
-                {
+                if world.partition.as_ref().is_some_and(|(id, _)| *id == partition_id) {
                     world.partition = None;
                     world.record("heal partition");
                 }
@@ -926,13 +924,8 @@ impl<N: Send + Sync + 'static> Runner<N> {
                 if let Some(node) = self.random_node(&world, not_down) {
                     let max = i64::from(world.faults.clock_skew_ppm_max);
                     let rate =
-                        i64::try_from(world.rng.in_range(0, u64::try_from(2 * max).unwrap_or(0)))
-                            .unwrap_or(0)
-                            - max;
-                    actions.push(FaultAction::ClockRate {
-                        node,
-                        rate_ppm: rate,
-                    });
+                        i64::try_from(world.rng.in_range(0, u64::try_from(2 * max).unwrap_or(0))).unwrap_or(0) - max;
+                    actions.push(FaultAction::ClockRate { node, rate_ppm: rate });
                 }
             }
             if world.draw(FaultKind::ClockJump) {
@@ -941,11 +934,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
                         .unwrap_or(u64::MAX)
                         .max(1);
                     let wall_ms = i64::try_from(world.rng.in_range(1, max_ms)).unwrap_or(1);
-                    let wall_delta_ms = if world.rng.chance(1, 2) {
-                        wall_ms
-                    } else {
-                        -wall_ms
-                    };
+                    let wall_delta_ms = if world.rng.chance(1, 2) { wall_ms } else { -wall_ms };
                     let monotonic_forward = Duration::from_millis(world.rng.in_range(0, max_ms));
                     actions.push(FaultAction::ClockJump {
                         node,
@@ -955,9 +944,7 @@ impl<N: Send + Sync + 'static> Runner<N> {
                 }
             }
             if world.draw(FaultKind::NodePause) {
-                if let Some(node) =
-                    self.random_node(&world, |life| matches!(life, Life::Running { .. }))
-                {
+                if let Some(node) = self.random_node(&world, |life| matches!(life, Life::Running { .. })) {
                     let length = world
                         .rng
                         .in_range(1_000_000, nanos(world.faults.pause_max).max(1_000_000));
@@ -969,24 +956,18 @@ impl<N: Send + Sync + 'static> Runner<N> {
             }
             if world.draw(FaultKind::NodeCrash) {
                 if let Some(node) = self.random_node(&world, not_down) {
-                    let downtime = world
-                        .rng
-                        .in_range(1, nanos(world.faults.crash_downtime_max).max(1));
+                    let downtime = world.rng.in_range(1, nanos(world.faults.crash_downtime_max).max(1));
                     actions.push(FaultAction::Crash {
                         node,
                         downtime: at(downtime),
                     });
                 }
             }
-            if world.draw(FaultKind::Partition)
-                && world.partition.is_none()
-                && world.nodes.len() >= 2
-            {
+            if world.draw(FaultKind::Partition) && world.partition.is_none() && world.nodes.len() >= 2 {
                 let count = world.nodes.len().min(63);
                 // A random proper, non-empty subset reaches the store.
                 let mask = world.rng.in_range(1, (1u64 << count) - 2);
-                let store_side: Vec<usize> =
-                    (0..count).filter(|node| mask & (1 << node) != 0).collect();
+                let store_side: Vec<usize> = (0..count).filter(|node| mask & (1 << node) != 0).collect();
                 let length = world
                     .rng
                     .in_range(1_000_000, nanos(world.faults.partition_max).max(1_000_000));
@@ -1017,11 +998,12 @@ impl<N: Send + Sync + 'static> Runner<N> {
                 let old = world.nodes[node].clock.rate_ppm();
                 if rate_ppm != old && !world.nodes[node].is_down() {
                     world.nodes[node].clock.set_rate(now, rate_ppm);
+                    let rate_ppm = world.nodes[node].clock.rate_ppm();
                     let id = world.nodes[node].id.clone();
-                    world.effect(
-                        FaultKind::ClockSkew,
-                        &format!("{id} rate {old} -> {rate_ppm} ppm"),
-                    );
+                    world.effect(FaultKind::ClockSkew, &format!("{id} rate {old} -> {rate_ppm} ppm"));
+                    let wakers = world.take_local_timers(node);
+                    drop(world);
+                    wakers.into_iter().for_each(std::task::Waker::wake);
                 }
             }
             FaultAction::ClockJump {
@@ -1043,6 +1025,9 @@ impl<N: Send + Sync + 'static> Runner<N> {
                             monotonic_forward.as_millis()
                         ),
                     );
+                    let wakers = world.take_local_timers(node);
+                    drop(world);
+                    wakers.into_iter().for_each(std::task::Waker::wake);
                 }
             }
             FaultAction::Pause { node, duration } => {
@@ -1072,23 +1057,14 @@ impl<N: Send + Sync + 'static> Runner<N> {
                     world.effect(FaultKind::NodeCrash, &format!("{id} crashed"));
                 }
             }
-            FaultAction::Partition {
-                store_side,
-                duration,
-            } => {
+            FaultAction::Partition { store_side, duration } => {
                 let mut world = self.shared.world();
                 if world.partition.is_none() {
                     let now = world.now;
                     let id = world.next_partition_id;
                     world.next_partition_id += 1;
-                    let side: BTreeSet<usize> = store_side
-                        .into_iter()
-                        .filter(|node| *node < node_count)
-                        .collect();
-                    world.record(&format!(
-                        "partition {side:?} | rest for {} ms",
-                        duration.as_millis()
-                    ));
+                    let side: BTreeSet<usize> = store_side.into_iter().filter(|node| *node < node_count).collect();
+                    world.record(&format!("partition {side:?} | rest for {} ms", duration.as_millis()));
                     world.partition = Some((id, side));
                     world.schedule(
                         now.saturating_add(nanos(duration)),

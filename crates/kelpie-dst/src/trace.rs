@@ -108,10 +108,7 @@ mod tests {
         a.record(3, 30, "deliver");
         assert_eq!(
             a.tail(),
-            vec![
-                "2 0.000000020 timer".to_string(),
-                "3 0.000000030 deliver".to_string()
-            ]
+            vec!["2 0.000000020 timer".to_string(), "3 0.000000030 deliver".to_string()]
         );
         assert_eq!(c.all().map(|all| all.len()), Some(2));
     }

@@ -29,9 +29,7 @@ pub(crate) type TaskId = u64;
 /// Locks a mutex, ignoring poison: simulator state stays consistent because
 /// a panic inside production code is caught outside every lock.
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// State shared between the simulation loop and the seams it hands out.
@@ -66,11 +64,11 @@ pub(crate) struct TimerState {
 }
 
 impl TimerState {
-    pub fn fire(&self) {
+    /// Marks the timer fired and returns its waker, to wake once no
+    /// simulator lock is held.
+    pub fn fire(&self) -> Option<Waker> {
         self.fired.store(true, Ordering::SeqCst);
-        if let Some(waker) = lock(&self.waker).take() {
-            waker.wake();
-        }
+        lock(&self.waker).take()
     }
 }
 
@@ -98,36 +96,37 @@ pub(crate) enum TimelineEvent {
     Heal {
         partition_id: u64,
     },
+    /// A coordination request reaching the store: applied whatever became
+    /// of the node that sent it.
+    Coordination(Box<dyn FnOnce(&mut World) + Send>),
 }
 
 /// A node's place in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Life {
-    Running {
-        since: u64,
-    },
-    Paused {
-        since: u64,
-        pause_id: u64,
-        deferred: bool,
-    },
-    Down {
-        since: u64,
-    },
+    Running { since: u64 },
+    Paused { since: u64, pause_id: u64, deferred: bool },
+    Down { since: u64 },
 }
 
 /// A node's clock as a function of virtual time.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NodeClock {
+    origin_mono: u64,
     base_virtual: u64,
     base_mono: u64,
     rate_ppm: i64,
     wall_offset_ms: i64,
 }
 
+/// Clock rates are kept within this many ppm of real time, so a clock never
+/// stops or runs backwards.
+pub(crate) const CLOCK_RATE_PPM_LIMIT: i64 = 500_000;
+
 impl NodeClock {
     pub fn new(origin_mono: u64) -> Self {
         Self {
+            origin_mono,
             base_virtual: 0,
             base_mono: origin_mono,
             rate_ppm: 0,
@@ -142,8 +141,7 @@ impl NodeClock {
     pub fn mono(&self, now: u64) -> u64 {
         let elapsed = i128::from(now.saturating_sub(self.base_virtual));
         let scaled = elapsed * (PPM + i128::from(self.rate_ppm)) / PPM;
-        self.base_mono
-            .saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX))
+        self.base_mono.saturating_add(u64::try_from(scaled).unwrap_or(u64::MAX))
     }
 
     /// The first virtual instant at which this clock reads at least `target`.
@@ -160,8 +158,11 @@ impl NodeClock {
         at.max(now)
     }
 
+    /// Wall time: the epoch plus this clock's own elapsed time (so every
+    /// node starts at the epoch) plus jumps.
     pub fn wall_ms(&self, now: u64) -> i64 {
-        let mono_ms = i64::try_from(self.mono(now) / 1_000_000).unwrap_or(i64::MAX);
+        let elapsed = self.mono(now).saturating_sub(self.origin_mono);
+        let mono_ms = i64::try_from(elapsed / 1_000_000).unwrap_or(i64::MAX);
         WALL_EPOCH_UNIX_MS
             .saturating_add(self.wall_offset_ms)
             .saturating_add(mono_ms)
@@ -170,7 +171,7 @@ impl NodeClock {
     pub fn set_rate(&mut self, now: u64, rate_ppm: i64) {
         self.base_mono = self.mono(now);
         self.base_virtual = now;
-        self.rate_ppm = rate_ppm;
+        self.rate_ppm = rate_ppm.clamp(-CLOCK_RATE_PPM_LIMIT, CLOCK_RATE_PPM_LIMIT);
     }
 
     pub fn jump(&mut self, now: u64, mono_forward_nanos: u64, wall_delta_ms: i64) {
@@ -180,6 +181,9 @@ impl NodeClock {
         self.wall_offset_ms = self.wall_offset_ms.saturating_add(wall_delta_ms);
     }
 }
+
+/// Largest simulated file, in bytes; writes beyond it fail.
+pub(crate) const SIM_FILE_BYTES_MAX: u64 = 1 << 30;
 
 /// One buffered operation on a simulated file not yet synced.
 #[derive(Clone, Debug)]
@@ -219,8 +223,10 @@ pub(crate) struct NodeMeta {
     pub boot: u64,
     pub clock: NodeClock,
     pub inbox: VecDeque<Envelope>,
-    pub inbox_waker: Option<Waker>,
+    pub inbox_wakers: Vec<Waker>,
     pub disk: BTreeMap<String, SimFileState>,
+    /// Timers waiting on this node's clock: re-examined when it speeds up or jumps.
+    pub local_timers: Vec<std::sync::Weak<TimerState>>,
 }
 
 impl NodeMeta {
@@ -277,11 +283,29 @@ impl World {
         }
     }
 
-    /// Schedules `event` at virtual time `at` (never in the past).
+    /// Schedules `event` at virtual time `at` (never in the past). Events
+    /// due at the same instant run in an order drawn from the seed.
     pub fn schedule(&mut self, at: u64, event: TimelineEvent) {
         let at = at.max(self.now);
         self.timeline_seq += 1;
-        self.timeline.insert((at, self.timeline_seq), event);
+        let tie = (self.rng.next_u64() >> 24) << 24 | (self.timeline_seq & 0xff_ffff);
+        self.timeline.insert((at, tie), event);
+    }
+
+    /// Takes the wakers of every timer waiting on `node`'s clock (after a
+    /// rate change or jump), to be woken once the world is unlocked; each
+    /// timer then re-arms for its deadline on the changed clock.
+    pub fn take_local_timers(&mut self, node: usize) -> Vec<Waker> {
+        let timers = std::mem::take(&mut self.nodes[node].local_timers);
+        timers
+            .into_iter()
+            .filter_map(|timer| timer.upgrade())
+            .filter(|timer| !timer.cancelled.load(Ordering::SeqCst))
+            .filter_map(|timer| {
+                timer.fired.store(true, Ordering::SeqCst);
+                lock(&timer.waker).take()
+            })
+            .collect()
     }
 
     /// Appends to the trace at the current step and time.
@@ -347,11 +371,7 @@ mod tests {
         clock.set_rate(11_000, -100_000); // 10% slow
         assert_eq!(clock.mono(21_000), 17_000 + 9_000);
         assert_eq!(clock.virtual_at(26_000, 11_000), 21_000);
-        assert_eq!(
-            clock.virtual_at(100, 11_000),
-            11_000,
-            "a past target is now"
-        );
+        assert_eq!(clock.virtual_at(100, 11_000), 11_000, "a past target is now");
     }
 
     #[test]

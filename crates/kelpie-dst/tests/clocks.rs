@@ -48,9 +48,7 @@ fn sampled(sim: Simulation<Ticker>) -> (Simulation<Ticker>, Samples) {
             .map(|node| node.state.as_ref().map_or(0, |t| t.readings().len()))
             .collect();
         let lives = view.nodes.iter().map(|node| node.life).collect();
-        sink.lock()
-            .expect("not poisoned")
-            .push((view.now, counts, lives));
+        sink.lock().expect("not poisoned").push((view.now, counts, lives));
         Ok(())
     });
     (sim, samples)
@@ -81,11 +79,7 @@ fn paused_node_observes_no_time_pass_while_others_do() {
         .iter()
         .filter(|(now, _, _)| *now > pause_at && *now < pause_at + pause_for)
         .collect();
-    assert!(
-        during.len() > 50,
-        "the pause window saw {} steps",
-        during.len()
-    );
+    assert!(during.len() > 50, "the pause window saw {} steps", during.len());
     let paused_counts: Vec<usize> = during.iter().map(|(_, counts, _)| counts[0]).collect();
     let running_counts: Vec<usize> = during.iter().map(|(_, counts, _)| counts[1]).collect();
     assert!(
@@ -103,10 +97,7 @@ fn paused_node_observes_no_time_pass_while_others_do() {
 
     // After waking, the paused node's clock shows the whole pause at once:
     // time ran on while it could not look.
-    let readings = samples
-        .last()
-        .map(|(_, counts, _)| counts.clone())
-        .expect("samples");
+    let readings = samples.last().map(|(_, counts, _)| counts.clone()).expect("samples");
     assert!(readings[0] > 10, "paused node resumed ticking");
 }
 
@@ -170,12 +161,7 @@ fn clocks_skew_both_faster_and_slower_than_real_time() {
             *sink.lock().expect("not poisoned") = view
                 .nodes
                 .iter()
-                .map(|node| {
-                    node.state
-                        .as_ref()
-                        .map(|t| t.readings())
-                        .unwrap_or_default()
-                })
+                .map(|node| node.state.as_ref().map(|t| t.readings()).unwrap_or_default())
                 .collect::<Vec<_>>();
             Ok(())
         })
@@ -232,15 +218,92 @@ fn wall_clock_jumps_back_while_monotonic_never_does() {
         .windows(2)
         .map(|pair| pair[1].1.as_unix_ms() - pair[0].1.as_unix_ms())
         .collect();
-    let backwards: Vec<i64> = wall_steps
-        .iter()
-        .copied()
-        .filter(|step| *step < 0)
-        .collect();
+    let backwards: Vec<i64> = wall_steps.iter().copied().filter(|step| *step < 0).collect();
     assert_eq!(backwards.len(), 1, "wall steps {wall_steps:?}");
-    assert!(
-        (-1_980..=-1_960).contains(&backwards[0]),
-        "wall step {}",
-        backwards[0]
-    );
+    assert!((-1_980..=-1_960).contains(&backwards[0]), "wall step {}", backwards[0]);
+}
+
+/// A node that sleeps once for `duration` and records its clock when it wakes.
+struct Sleeper {
+    woke: Mutex<Option<(Duration, MonotonicInstant)>>,
+}
+
+fn sleeper_run(action: FaultAction) -> (MonotonicInstant, MonotonicInstant, Duration) {
+    let woke = Arc::new(Mutex::new(None));
+    let sink = woke.clone();
+    let start = Arc::new(Mutex::new(None));
+    let start_sink = start.clone();
+    Simulation::new(21)
+        .nodes(1, move |env| {
+            let sleeper = Arc::new(Sleeper { woke: Mutex::new(None) });
+            let me = sleeper.clone();
+            let start_sink = start_sink.clone();
+            let _task = env.spawner.clone().spawn(
+                "sleeper",
+                Box::pin(async move {
+                    *start_sink.lock().expect("not poisoned") = Some(env.clock.now_monotonic());
+                    env.clock.sleep(Duration::from_secs(1)).await;
+                    *me.woke.lock().expect("not poisoned") = Some((Duration::ZERO, env.clock.now_monotonic()));
+                }),
+            );
+            sleeper
+        })
+        .schedule_fault(Duration::from_millis(100), action)
+        .max_virtual_time(Duration::from_secs(2))
+        .observer(move |view| {
+            if let Some(sleeper) = &view.nodes[0].state {
+                let mut sink = sink.lock().expect("not poisoned");
+                if sink.is_none() {
+                    if let Some((_, at)) = *sleeper.woke.lock().expect("not poisoned") {
+                        *sink = Some((view.now, at));
+                    }
+                }
+            }
+            Ok(())
+        })
+        .run()
+        .expect("runs");
+    let start = start.lock().expect("not poisoned").expect("started");
+    let (virtual_woke, local_woke) = woke.lock().expect("not poisoned").expect("woke");
+    (start, local_woke, virtual_woke)
+}
+
+#[test]
+fn a_running_sleep_ends_early_in_real_time_when_the_clock_jumps_forward() {
+    let (start, woke, virtual_woke) = sleeper_run(FaultAction::ClockJump {
+        node: 0,
+        wall_delta_ms: 0,
+        monotonic_forward: Duration::from_millis(500),
+    });
+    // One second of the node's own time, of which 500 ms were the jump.
+    assert_eq!(woke.saturating_duration_since(start), Duration::from_secs(1));
+    assert_eq!(virtual_woke, Duration::from_millis(500));
+}
+
+#[test]
+fn a_running_sleep_follows_a_clock_that_speeds_up() {
+    let (start, woke, virtual_woke) = sleeper_run(FaultAction::ClockRate {
+        node: 0,
+        rate_ppm: 250_000,
+    });
+    assert_eq!(woke.saturating_duration_since(start), Duration::from_secs(1));
+    // 100 ms at rate 1, then 900 ms of node time at 1.25x = 720 ms.
+    assert_eq!(virtual_woke, Duration::from_millis(820));
+}
+
+#[test]
+fn every_node_starts_with_the_same_wall_clock() {
+    let walls = Arc::new(Mutex::new(Vec::new()));
+    let sink = walls.clone();
+    Simulation::new(1)
+        .nodes(3, move |env| {
+            sink.lock()
+                .expect("not poisoned")
+                .push(env.clock.now_wall().as_unix_ms());
+            Arc::new(())
+        })
+        .run()
+        .expect("runs");
+    let walls = walls.lock().expect("not poisoned").clone();
+    assert_eq!(walls, vec![1_767_225_600_000; 3], "2026-01-01T00:00:00Z on every node");
 }

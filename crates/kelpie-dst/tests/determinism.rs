@@ -30,10 +30,7 @@ fn determinism_same_seed_same_trace_hash() {
         println!("seed {seed}: trace hash: {first} ({steps} steps)");
         assert_eq!(first, second, "seed {seed} produced two different runs");
         assert_eq!(steps, steps_again);
-        assert!(
-            steps > 1_000,
-            "workload too small to mean anything: {steps} steps"
-        );
+        assert!(steps > 1_000, "workload too small to mean anything: {steps} steps");
         let (other, _) = hash_of(seed.wrapping_add(1));
         assert_ne!(
             first,

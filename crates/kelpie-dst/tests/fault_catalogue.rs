@@ -2,8 +2,9 @@
 //! run against production-style workloads, changes behaviour at least once
 //! (its effect counter is above zero).
 //!
-//! Two workloads share the job: the heartbeat service (network, clocks,
-//! pauses, crashes, partitions, coordination) and a "scribbler" that appends
+//! Three workloads share the job: the heartbeat service (network, clocks,
+//! pauses, crashes, partitions, coordination), the storage scenario (redb,
+//! store and journal on the simulated disk), and a "scribbler" that appends
 //! records to a file, syncing only every few writes, and increments a
 //! counter in the coordination store with compare-and-set. The scribbler also
 //! checks the simulated disk's promise: every byte it saw synced is still
@@ -17,6 +18,7 @@ use bytes::Bytes;
 use kelpie_core::coordination::{Compare, Txn, TxnOp};
 use kelpie_core::NodeEnv;
 use kelpie_dst::scenarios::heartbeat::HeartbeatScenario;
+use kelpie_dst::scenarios::storage::StorageScenario;
 use kelpie_dst::{FaultConfig, FaultCounters, FaultKind, SeedGuard, Simulation};
 
 const RECORD_BYTES: usize = 16;
@@ -35,10 +37,10 @@ impl Scribbler {
             violation: Mutex::new(None),
         });
         let me = scribbler.clone();
-        let _task = env.spawner.clone().spawn(
-            "scribbler",
-            Box::pin(async move { me.run(env, ghost).await }),
-        );
+        let _task = env
+            .spawner
+            .clone()
+            .spawn("scribbler", Box::pin(async move { me.run(env, ghost).await }));
         scribbler
     }
 
@@ -107,10 +109,7 @@ impl Scribbler {
                     .ok()
                     .and_then(|text| text.parse().ok())
                     .unwrap_or(0);
-                (
-                    Compare::mod_revision_is("counter", kv.mod_revision),
-                    value + 1,
-                )
+                (Compare::mod_revision_is("counter", kv.mod_revision), value + 1)
             }
             None => (Compare::missing("counter"), 1),
         };
@@ -179,17 +178,17 @@ fn every_fault_type_has_an_effect() {
             Ok((report, _)) => total.merge(&report.faults),
             Err(failure) => panic!("{failure}"),
         }
+        match StorageScenario::default().run(seed) {
+            Ok(report) => total.merge(&report.faults),
+            Err(failure) => panic!("{failure}"),
+        }
     }
     println!("fault effects over 5 seeds: {total}");
     let dead: Vec<FaultKind> = FaultKind::ALL
         .into_iter()
         .filter(|kind| total.get(*kind) == 0)
         .collect();
-    assert_eq!(
-        dead,
-        Vec::<FaultKind>::new(),
-        "fault types that never had an effect"
-    );
+    assert_eq!(dead, Vec::<FaultKind>::new(), "fault types that never had an effect");
 }
 
 #[test]

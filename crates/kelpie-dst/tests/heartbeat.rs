@@ -17,14 +17,11 @@ fn heartbeat_invariants_hold_under_all_faults() {
         let _guard = SeedGuard::new(*seed);
         match scenario.run(*seed) {
             Ok((report, coverage)) => {
-                assert_eq!(
-                    report.stop,
-                    kelpie_dst::StopReason::TimeLimit,
-                    "seed {seed}"
-                );
+                assert_eq!(report.stop, kelpie_dst::StopReason::TimeLimit, "seed {seed}");
                 total.suspicions += coverage.suspicions;
                 total.restarts += coverage.restarts;
                 total.registration_conflicts += coverage.registration_conflicts;
+                total.crashed_pairs_checked += coverage.crashed_pairs_checked;
                 faults.merge(&report.faults);
             }
             Err(failure) => panic!("{failure}"),
@@ -35,6 +32,10 @@ fn heartbeat_invariants_hold_under_all_faults() {
         // The interesting states were reached, not only the quiet ones.
         assert!(total.restarts > 0, "no node ever restarted");
         assert!(total.suspicions > 0, "no peer was ever suspected");
+        assert!(
+            total.crashed_pairs_checked > 0,
+            "CrashedNodeSuspected never had a pair to check"
+        );
         for kind in [
             FaultKind::NodeCrash,
             FaultKind::NodePause,

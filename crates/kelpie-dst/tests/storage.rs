@@ -3,7 +3,9 @@
 //! `ReplayIdempotent` after every event. `DST_SEEDS=k` for more seeds,
 //! `DST_SEED=n` to replay one.
 
-use kelpie_dst::scenarios::storage::{StorageScenario, ATOMIC_VISIBILITY, DURABILITY, REPLAY_IDEMPOTENT, SERIALIZABLE_ISOLATION};
+use kelpie_dst::scenarios::storage::{
+    StorageScenario, ATOMIC_VISIBILITY, DURABILITY, REPLAY_IDEMPOTENT, SERIALIZABLE_ISOLATION,
+};
 use kelpie_dst::{seeds_from_env, FaultCounters, FaultKind, SeedGuard};
 
 #[test]
@@ -26,7 +28,10 @@ fn storage_invariants_hold_under_storage_faults() {
             Err(failure) => panic!("{failure}"),
         }
     }
-    println!("{} seeds, {evaluations} invariant evaluations; fault effects: {faults}", seeds.len());
+    println!(
+        "{} seeds, {evaluations} invariant evaluations; fault effects: {faults}",
+        seeds.len()
+    );
     if seeds.len() >= 20 {
         for kind in [
             FaultKind::NodeCrash,

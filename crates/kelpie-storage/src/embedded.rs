@@ -52,8 +52,7 @@ impl EmbeddedEngine {
     /// Fails with [`StorageError::Locked`] if another process has it open.
     pub fn open_dir(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
         let dir = dir.as_ref();
-        std::fs::create_dir_all(dir)
-            .map_err(|error| io(&format!("create {}", dir.display()), error))?;
+        std::fs::create_dir_all(dir).map_err(|error| io(&format!("create {}", dir.display()), error))?;
         let path: PathBuf = dir.join(DATABASE_FILE);
         let db = match Database::create(&path) {
             Ok(db) => db,
@@ -97,16 +96,8 @@ impl Snapshot for EmbeddedSnapshot {
         Ok(value.map(|guard| Bytes::copy_from_slice(guard.value())))
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError> {
-        let range = self
-            .table
-            .range(start..end)
-            .map_err(|error| io("scan", error))?;
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError> {
+        let range = self.table.range(start..end).map_err(|error| io("scan", error))?;
         let mut entries = Vec::new();
         for entry in range.take(limit) {
             let (key, value) = entry.map_err(|error| io("scan", error))?;
@@ -127,45 +118,31 @@ impl WriteView for EmbeddedWrite<'_, '_> {
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.table
-            .insert(key, value)
-            .map_err(|error| io("write", error))?;
+        self.table.insert(key, value).map_err(|error| io("write", error))?;
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
-        self.table
-            .remove(key)
-            .map_err(|error| io("delete", error))?;
+        self.table.remove(key).map_err(|error| io("delete", error))?;
         Ok(())
     }
 }
 
 impl Engine for EmbeddedEngine {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError> {
-        let txn = self
-            .db
-            .begin_read()
-            .map_err(|error| io("begin read", error))?;
-        let table = txn
-            .open_table(KV)
-            .map_err(|error| io("open table", error))?;
+        let txn = self.db.begin_read().map_err(|error| io("begin read", error))?;
+        let table = txn.open_table(KV).map_err(|error| io("open table", error))?;
         Ok(Box::new(EmbeddedSnapshot { table }))
     }
 
     fn write(&self, body: WriteBody<'_>) -> Result<(), StorageError> {
         #[allow(unused_mut)] // Mutable only with the bug switch.
-        let mut txn = self
-            .db
-            .begin_write()
-            .map_err(|error| io("begin write", error))?;
+        let mut txn = self.db.begin_write().map_err(|error| io("begin write", error))?;
         #[cfg(feature = "bug-storage-ack-before-sync")]
         txn.set_durability(redb::Durability::None)
             .map_err(|error| io("set durability", error))?;
         {
-            let mut table = txn
-                .open_table(KV)
-                .map_err(|error| io("open table", error))?;
+            let mut table = txn.open_table(KV).map_err(|error| io("open table", error))?;
             body(&mut EmbeddedWrite { table: &mut table })?;
         }
         txn.commit().map_err(|error| io("commit", error))

@@ -12,12 +12,7 @@ pub trait Snapshot: Send + Sync {
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError>;
 
     /// Entries with `start <= key < end`, in key order, at most `limit`.
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError>;
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError>;
 }
 
 /// Read and write access inside one engine write transaction.

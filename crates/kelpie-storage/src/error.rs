@@ -73,9 +73,7 @@ pub enum StorageError {
         reason: String,
     },
     /// The data directory is in use by another process.
-    #[error(
-        "data directory {path} is locked by another process; stop it or use another --data-dir"
-    )]
+    #[error("data directory {path} is locked by another process; stop it or use another --data-dir")]
     Locked {
         /// The path.
         path: String,
@@ -95,10 +93,7 @@ pub enum StorageError {
 impl StorageError {
     /// Whether retrying the whole transaction may succeed.
     pub fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            StorageError::Conflict { .. } | StorageError::Io { .. }
-        )
+        matches!(self, StorageError::Conflict { .. } | StorageError::Io { .. })
     }
 }
 

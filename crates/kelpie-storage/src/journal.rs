@@ -148,10 +148,7 @@ impl<'a> Reader<'a> {
 
     fn take(&mut self, len: usize) -> Result<&'a [u8], StorageError> {
         if self.bytes.len() < len {
-            return Err(self.corrupt(format!(
-                "truncated: needs {len} more bytes, has {}",
-                self.bytes.len()
-            )));
+            return Err(self.corrupt(format!("truncated: needs {len} more bytes, has {}", self.bytes.len())));
         }
         let (head, rest) = self.bytes.split_at(len);
         self.bytes = rest;
@@ -223,11 +220,7 @@ fn entry_location(actor: &ActorId, sequence: u64) -> String {
 }
 
 /// Decodes an entry record found at `actor`/`sequence`.
-pub fn decode_entry(
-    actor: &ActorId,
-    sequence: u64,
-    bytes: &[u8],
-) -> Result<JournalEntry, StorageError> {
+pub fn decode_entry(actor: &ActorId, sequence: u64, bytes: &[u8]) -> Result<JournalEntry, StorageError> {
     let location = entry_location(actor, sequence);
     let mut reader = Reader::open(bytes, ENTRY_MAGIC, &location)?;
     let fencing_token = reader.u64()?;
@@ -358,8 +351,7 @@ impl std::fmt::Debug for Journal {
 }
 
 /// The callback of [`Journal::recover`].
-pub type ReplayFn<'a, E> =
-    &'a mut (dyn FnMut(JournalEntry) -> BoxFuture<'static, Result<(), E>> + Send);
+pub type ReplayFn<'a, E> = &'a mut (dyn FnMut(JournalEntry) -> BoxFuture<'static, Result<(), E>> + Send);
 
 impl Journal {
     /// A journal in `store`; idempotency results are kept `retention` after
@@ -450,12 +442,7 @@ impl Journal {
 
     /// Marks `entry` completed with `result` inside `txn`, the transaction
     /// that also holds the invocation's state writes: they commit together.
-    pub fn complete(
-        &self,
-        txn: &mut Transaction,
-        entry: &JournalEntry,
-        result: Bytes,
-    ) -> Result<(), StorageError> {
+    pub fn complete(&self, txn: &mut Transaction, entry: &JournalEntry, result: Bytes) -> Result<(), StorageError> {
         if result.len() > JOURNAL_PAYLOAD_BYTES_MAX {
             return Err(StorageError::ValueTooLarge {
                 key: "journal result".to_string(),
@@ -466,16 +453,12 @@ impl Journal {
         let raw = raw_key(Space::Journal, &entry.actor, &sequence_key(entry.sequence));
         // Reading the entry puts it in the read set: two completions of one
         // entry conflict, so only one commits.
-        let stored = txn
-            .raw_get(raw.clone())?
-            .ok_or_else(|| StorageError::Corrupt {
-                location: entry_location(&entry.actor, entry.sequence),
-                reason: "entry to complete is missing".to_string(),
-            })?;
+        let stored = txn.raw_get(raw.clone())?.ok_or_else(|| StorageError::Corrupt {
+            location: entry_location(&entry.actor, entry.sequence),
+            reason: "entry to complete is missing".to_string(),
+        })?;
         let mut current = decode_entry(&entry.actor, entry.sequence, &stored)?;
-        current.status = EntryStatus::Completed {
-            result: result.clone(),
-        };
+        current.status = EntryStatus::Completed { result: result.clone() };
         txn.raw_put(raw, encode_entry(&current))?;
         if let Some(key) = &current.idempotency_key {
             let record = IdempotencyRecord {
@@ -517,11 +500,7 @@ impl Journal {
     }
 
     /// The entry recorded under `idempotency_key`: its sequence and status.
-    pub fn lookup(
-        &self,
-        actor: &ActorId,
-        idempotency_key: &str,
-    ) -> Result<Option<(u64, EntryStatus)>, StorageError> {
+    pub fn lookup(&self, actor: &ActorId, idempotency_key: &str) -> Result<Option<(u64, EntryStatus)>, StorageError> {
         let mut txn = self.store.begin()?;
         Ok(self
             .idempotency_record(&mut txn, actor, idempotency_key)?
@@ -532,24 +511,19 @@ impl Journal {
     /// sequence order, once. Stops at the first error (from the store or
     /// from `replay`) and reports it; a later run resumes with what is still
     /// pending.
-    pub async fn recover<E: From<StorageError>>(
-        &self,
-        replay: ReplayFn<'_, E>,
-    ) -> Result<RecoveryStats, E> {
+    pub async fn recover<E: From<StorageError>>(&self, replay: ReplayFn<'_, E>) -> Result<RecoveryStats, E> {
         let (start, end) = space_range(Space::Journal);
         let mut stats = RecoveryStats::default();
         let mut txn = self.store.begin()?;
         let mut last_actor: Option<ActorId> = None;
         for (key, value) in scan_all(&mut txn, start, end)? {
-            let (_, actor, sequence) =
-                split_raw_key(&key).ok_or_else(|| StorageError::Corrupt {
-                    location: format!("journal key {}", printable(&key)),
-                    reason: "malformed key".to_string(),
-                })?;
+            let (_, actor, sequence) = split_raw_key(&key).ok_or_else(|| StorageError::Corrupt {
+                location: format!("journal key {}", printable(&key)),
+                reason: "malformed key".to_string(),
+            })?;
             let sequence = parse_sequence(&actor, sequence)?;
             let entry = decode_entry(&actor, sequence, &value)?;
-            let replay_it = entry.status == EntryStatus::Pending
-                || cfg!(feature = "bug-journal-replay-completed");
+            let replay_it = entry.status == EntryStatus::Pending || cfg!(feature = "bug-journal-replay-completed");
             if !replay_it {
                 continue;
             }
@@ -592,11 +566,8 @@ impl Journal {
             if txn.write_count() + 1 >= kelpie_core::limits::TRANSACTION_KEYS_MAX {
                 break;
             }
-            let record =
-                decode_idempotency(&format!("idempotency record {}", printable(&key)), &value)?;
-            if matches!(record.status, EntryStatus::Completed { .. })
-                && record.completed_unix_ms < cutoff
-            {
+            let record = decode_idempotency(&format!("idempotency record {}", printable(&key)), &value)?;
+            if matches!(record.status, EntryStatus::Completed { .. }) && record.completed_unix_ms < cutoff {
                 txn.raw_delete(key)?;
                 stats.idempotency_deleted += 1;
             }
@@ -617,11 +588,7 @@ fn parse_sequence(actor: &ActorId, bytes: &[u8]) -> Result<u64, StorageError> {
 }
 
 /// Every entry in `[start, end)`, page by page, in one snapshot.
-fn scan_all(
-    txn: &mut Transaction,
-    start: Vec<u8>,
-    end: Vec<u8>,
-) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError> {
+fn scan_all(txn: &mut Transaction, start: Vec<u8>, end: Vec<u8>) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError> {
     let mut all = Vec::new();
     let mut from = start;
     loop {

@@ -90,10 +90,7 @@ mod tests {
         let actor: ActorId = "agents/a1".parse().expect("valid");
         let other: ActorId = "agents/a10".parse().expect("valid");
         let raw = raw_key(Space::State, &actor, b"name");
-        assert_eq!(
-            split_raw_key(&raw),
-            Some((Space::State, actor.clone(), &b"name"[..]))
-        );
+        assert_eq!(split_raw_key(&raw), Some((Space::State, actor.clone(), &b"name"[..])));
         let (start, end) = actor_range(Space::State, &actor);
         assert!(start <= raw && raw < end);
         let foreign = raw_key(Space::State, &other, b"name");

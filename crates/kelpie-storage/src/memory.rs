@@ -26,9 +26,7 @@ impl MemoryEngine {
     fn map(&self) -> MutexGuard<'_, OrdMap<Vec<u8>, Bytes>> {
         // The map is replaced whole, never left half-updated, so a poisoned
         // lock still guards a consistent value.
-        self.map
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -41,12 +39,7 @@ impl Snapshot for MemorySnapshot {
         Ok(self.map.get(key).cloned())
     }
 
-    fn scan(
-        &self,
-        start: &[u8],
-        end: &[u8],
-        limit: usize,
-    ) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError> {
+    fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError> {
         Ok(self
             .map
             .range(start.to_vec()..end.to_vec())
@@ -84,10 +77,7 @@ impl Engine for MemoryEngine {
     }
 
     fn write(&self, body: WriteBody<'_>) -> Result<(), StorageError> {
-        let _writer = self
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut working = MemoryWrite {
             map: self.map().clone(),
         };

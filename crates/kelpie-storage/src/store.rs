@@ -67,11 +67,7 @@ struct OccState {
 impl OccState {
     fn prune(&mut self) {
         let oldest_needed = self.active.keys().next().copied().unwrap_or(self.version);
-        while self
-            .log
-            .front()
-            .is_some_and(|entry| entry.version <= oldest_needed)
-        {
+        while self.log.front().is_some_and(|entry| entry.version <= oldest_needed) {
             if let Some(entry) = self.log.pop_front() {
                 self.floor = self.floor.max(entry.version);
             }
@@ -105,9 +101,7 @@ struct StoreInner {
 impl StoreInner {
     fn occ(&self) -> MutexGuard<'_, OccState> {
         // Every update of the OCC state is a few assignments that cannot panic midway.
-        self.occ
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.occ.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -209,11 +203,7 @@ impl Store {
     /// Commit counters: with group commit, `batches` grows slower than
     /// `commits` under concurrency.
     pub fn stats(&self) -> StoreStats {
-        *self
-            .inner
-            .stats
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        *self.inner.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Whether commits survive a crash.
@@ -267,12 +257,7 @@ impl Transaction {
 
     /// Writes `value` at `key` of `actor`. Limits are checked now; on error
     /// the transaction is unchanged.
-    pub fn put(
-        &mut self,
-        actor: &ActorId,
-        key: &[u8],
-        value: impl Into<Bytes>,
-    ) -> Result<(), StorageError> {
+    pub fn put(&mut self, actor: &ActorId, key: &[u8], value: impl Into<Bytes>) -> Result<(), StorageError> {
         check_user_key(key)?;
         self.raw_put(raw_key(Space::State, actor, key), value.into())
     }
@@ -329,11 +314,7 @@ impl Transaction {
     }
 
     /// Writes the fencing token of `actor` (the ownership layer's job).
-    pub fn set_fence_token(
-        &mut self,
-        actor: &ActorId,
-        token: impl Into<Bytes>,
-    ) -> Result<(), StorageError> {
+    pub fn set_fence_token(&mut self, actor: &ActorId, token: impl Into<Bytes>) -> Result<(), StorageError> {
         self.raw_put(raw_key(Space::Fence, actor, b""), token.into())
     }
 
@@ -378,8 +359,7 @@ impl Transaction {
             .get(&key)
             .map(|old| key.len() + old.as_ref().map_or(0, Bytes::len))
             .unwrap_or(0);
-        let count =
-            self.writes.len() + usize::from(old_bytes == 0 && !self.writes.contains_key(&key));
+        let count = self.writes.len() + usize::from(old_bytes == 0 && !self.writes.contains_key(&key));
         if count > TRANSACTION_KEYS_MAX {
             return Err(StorageError::TooManyKeys {
                 count,
@@ -413,14 +393,10 @@ impl Transaction {
         if start >= end {
             return Ok(Vec::new());
         }
-        let own: Vec<(&Vec<u8>, &Option<Bytes>)> =
-            self.writes.range(start.clone()..end.clone()).collect();
+        let own: Vec<(&Vec<u8>, &Option<Bytes>)> = self.writes.range(start.clone()..end.clone()).collect();
         let deleted = own.iter().filter(|(_, value)| value.is_none()).count();
-        let mut merged: BTreeMap<Vec<u8>, Bytes> = self
-            .snapshot
-            .scan(&start, &end, limit + deleted)?
-            .into_iter()
-            .collect();
+        let mut merged: BTreeMap<Vec<u8>, Bytes> =
+            self.snapshot.scan(&start, &end, limit + deleted)?.into_iter().collect();
         let fetched_all = merged.len() < limit + deleted;
         let horizon = merged.keys().next_back().cloned();
         for (key, value) in own {
@@ -486,11 +462,7 @@ struct Committer {
 
 /// Whether `request` conflicts with any write set in `log` or `batch`
 /// committed after its snapshot. Returns the conflicting key.
-fn conflict(
-    request: &CommitRequest,
-    occ: &OccState,
-    batch: &[Arc<Vec<Vec<u8>>>],
-) -> Option<Vec<u8>> {
+fn conflict(request: &CommitRequest, occ: &OccState, batch: &[Arc<Vec<Vec<u8>>>]) -> Option<Vec<u8>> {
     if cfg!(feature = "bug-storage-skip-occ-check") {
         return None;
     }
@@ -506,12 +478,7 @@ fn conflict(
         .chain(batch.iter());
     for keys in later {
         for key in keys.iter() {
-            if request.reads.contains(key)
-                || request
-                    .ranges
-                    .iter()
-                    .any(|(start, end)| start <= key && key < end)
-            {
+            if request.reads.contains(key) || request.ranges.iter().any(|(start, end)| start <= key && key < end) {
                 return Some(key.clone());
             }
         }
@@ -556,10 +523,7 @@ impl Committer {
     }
 
     /// Runs `work` on the blocking seam and waits for its result.
-    async fn blocking<T: Send + 'static>(
-        &self,
-        work: impl FnOnce() -> T + Send + 'static,
-    ) -> Option<T> {
+    async fn blocking<T: Send + 'static>(&self, work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
         let (sender, receiver) = oneshot::channel();
         let _task = self.spawner.spawn_blocking(
             "storage-commit",
@@ -582,11 +546,7 @@ impl Committer {
     /// Publishes versions for the successful commits, then answers everyone.
     fn publish(&self, batch: Vec<CommitRequest>, outcomes: BatchOutcome) {
         {
-            let mut stats = self
-                .inner
-                .stats
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut stats = self.inner.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             stats.batches += 1;
             for outcome in &outcomes {
                 match outcome {
@@ -622,9 +582,7 @@ impl Committer {
         let verdict = {
             let occ = self.inner.occ();
             match conflict(&request, &occ, &[]) {
-                Some(key) => Err(StorageError::Conflict {
-                    key: printable(&key),
-                }),
+                Some(key) => Err(StorageError::Conflict { key: printable(&key) }),
                 None => Ok(()),
             }
         };
@@ -658,10 +616,7 @@ impl Committer {
 }
 
 /// Validates and applies a batch in one engine transaction.
-fn apply_batch(
-    inner: &StoreInner,
-    batch: Vec<CommitRequest>,
-) -> (Vec<CommitRequest>, BatchOutcome) {
+fn apply_batch(inner: &StoreInner, batch: Vec<CommitRequest>) -> (Vec<CommitRequest>, BatchOutcome) {
     let mut outcomes: BatchOutcome = Vec::with_capacity(batch.len());
     let written = inner.engine.write(&mut |view| {
         outcomes.clear();
@@ -669,9 +624,7 @@ fn apply_batch(
         let mut applied: Vec<Arc<Vec<Vec<u8>>>> = Vec::new();
         for request in &batch {
             if let Some(key) = conflict(request, &occ, &applied) {
-                outcomes.push(Err(StorageError::Conflict {
-                    key: printable(&key),
-                }));
+                outcomes.push(Err(StorageError::Conflict { key: printable(&key) }));
                 continue;
             }
             if let Err(error) = check_fence(view, &request.fence) {

@@ -137,7 +137,9 @@ async fn recovery_replays_each_pending_entry_once_in_order_and_never_a_completed
             let sink = sink.clone();
             let journal = replayer.clone();
             Box::pin(async move {
-                sink.lock().expect("not poisoned").push(format!("{}#{}", entry.actor, entry.sequence));
+                sink.lock()
+                    .expect("not poisoned")
+                    .push(format!("{}#{}", entry.actor, entry.sequence));
                 apply(&journal, &entry).await
             })
         })
@@ -164,10 +166,19 @@ async fn a_replay_error_stops_recovery_and_the_next_run_resumes() {
     append(&journal, &a, None, "2").await;
     let failed = journal
         .recover::<StorageError>(&mut |_entry| {
-            Box::pin(async { Err(StorageError::Io { message: "handler failed".into() }) })
+            Box::pin(async {
+                Err(StorageError::Io {
+                    message: "handler failed".into(),
+                })
+            })
         })
         .await;
-    assert_eq!(failed, Err(StorageError::Io { message: "handler failed".into() }));
+    assert_eq!(
+        failed,
+        Err(StorageError::Io {
+            message: "handler failed".into()
+        })
+    );
     assert_eq!(journal.pending(&a).map(|p| p.len()), Ok(2));
 }
 
@@ -184,7 +195,12 @@ async fn compaction_drops_completed_entries_and_expired_idempotency_records() {
     // The result is still answered for retries within the retention.
     assert_eq!(
         keep.lookup(&a, "req"),
-        Ok(Some((1, EntryStatus::Completed { result: Bytes::from_static(b"applied 1") })))
+        Ok(Some((
+            1,
+            EntryStatus::Completed {
+                result: Bytes::from_static(b"applied 1")
+            }
+        )))
     );
 
     let expire = journal(Duration::ZERO);
@@ -203,7 +219,10 @@ async fn bad_append_arguments_are_typed_errors() {
     let a = actor("a");
     assert_eq!(
         journal.append(&a, Some(""), Bytes::new(), None).await,
-        Err(StorageError::KeySize { bytes: 0, max: kelpie_storage::journal::IDEMPOTENCY_KEY_BYTES_MAX })
+        Err(StorageError::KeySize {
+            bytes: 0,
+            max: kelpie_storage::journal::IDEMPOTENCY_KEY_BYTES_MAX
+        })
     );
     let huge = Bytes::from(vec![0u8; kelpie_storage::journal::JOURNAL_PAYLOAD_BYTES_MAX + 1]);
     assert!(matches!(

@@ -15,10 +15,7 @@ fn actor(key: &str) -> ActorId {
 }
 
 fn store_on(engine: Arc<dyn Engine>) -> Store {
-    Store::new(
-        engine,
-        Arc::new(TokioSpawner::current().expect("in a runtime")),
-    )
+    Store::new(engine, Arc::new(TokioSpawner::current().expect("in a runtime")))
 }
 
 /// Runs `check` against a memory store and an embedded store.
@@ -29,10 +26,7 @@ where
 {
     check(store_on(Arc::new(MemoryEngine::new()))).await;
     let dir = tempfile::tempdir().expect("tempdir");
-    check(store_on(Arc::new(
-        EmbeddedEngine::open_dir(dir.path()).expect("open"),
-    )))
-    .await;
+    check(store_on(Arc::new(EmbeddedEngine::open_dir(dir.path()).expect("open")))).await;
 }
 
 #[tokio::test]
@@ -45,9 +39,7 @@ async fn reads_see_own_writes_and_a_fixed_snapshot() {
 
         let mut reader = store.begin().expect("begin");
         let mut writer = store.begin().expect("begin");
-        writer
-            .put(&a, b"k", Bytes::from_static(b"v2"))
-            .expect("put");
+        writer.put(&a, b"k", Bytes::from_static(b"v2")).expect("put");
         assert_eq!(
             writer.get(&a, b"k"),
             Ok(Some(Bytes::from_static(b"v2"))),
@@ -75,31 +67,15 @@ async fn overlapping_read_write_transactions_one_wins_the_other_conflicts() {
         let mut second = store.begin().expect("begin");
         assert_eq!(first.get(&a, b"n"), Ok(None));
         assert_eq!(second.get(&a, b"n"), Ok(None));
-        first
-            .put(&a, b"n", Bytes::from_static(b"first"))
-            .expect("put");
-        second
-            .put(&a, b"n", Bytes::from_static(b"second"))
-            .expect("put");
-        second
-            .put(&a, b"other", Bytes::from_static(b"x"))
-            .expect("put");
+        first.put(&a, b"n", Bytes::from_static(b"first")).expect("put");
+        second.put(&a, b"n", Bytes::from_static(b"second")).expect("put");
+        second.put(&a, b"other", Bytes::from_static(b"x")).expect("put");
         let version_before = store.version();
-        assert_eq!(
-            first.commit().await.map(|info| info.version),
-            Ok(version_before + 1)
-        );
-        assert!(matches!(
-            second.commit().await,
-            Err(StorageError::Conflict { .. })
-        ));
+        assert_eq!(first.commit().await.map(|info| info.version), Ok(version_before + 1));
+        assert!(matches!(second.commit().await, Err(StorageError::Conflict { .. })));
         let mut check = store.begin().expect("begin");
         assert_eq!(check.get(&a, b"n"), Ok(Some(Bytes::from_static(b"first"))));
-        assert_eq!(
-            check.get(&a, b"other"),
-            Ok(None),
-            "the loser applied nothing"
-        );
+        assert_eq!(check.get(&a, b"other"), Ok(None), "the loser applied nothing");
         assert_eq!(store.version(), version_before + 1);
     })
     .await;
@@ -110,35 +86,22 @@ async fn a_scan_conflicts_with_a_later_insert_into_its_range() {
     on_both(|store| async move {
         let a = actor("list");
         let mut scanner = store.begin().expect("begin");
-        let seen = scanner
-            .scan(&a, Bound::Unbounded, Bound::Unbounded, 10)
-            .expect("scan");
+        let seen = scanner.scan(&a, Bound::Unbounded, Bound::Unbounded, 10).expect("scan");
         assert_eq!(seen, vec![]);
         let mut inserter = store.begin().expect("begin");
-        inserter
-            .put(&a, b"item-1", Bytes::from_static(b"1"))
-            .expect("put");
+        inserter.put(&a, b"item-1", Bytes::from_static(b"1")).expect("put");
         inserter.commit().await.expect("commit");
-        scanner
-            .put(&a, b"count", Bytes::from_static(b"0"))
-            .expect("put");
-        assert!(matches!(
-            scanner.commit().await,
-            Err(StorageError::Conflict { .. })
-        ));
+        scanner.put(&a, b"count", Bytes::from_static(b"0")).expect("put");
+        assert!(matches!(scanner.commit().await, Err(StorageError::Conflict { .. })));
         // A disjoint actor's writes do not conflict with the scan.
         let mut scanner = store.begin().expect("begin");
-        scanner
-            .scan(&a, Bound::Unbounded, Bound::Unbounded, 10)
-            .expect("scan");
+        scanner.scan(&a, Bound::Unbounded, Bound::Unbounded, 10).expect("scan");
         let mut other = store.begin().expect("begin");
         other
             .put(&actor("list2"), b"item", Bytes::from_static(b"1"))
             .expect("put");
         other.commit().await.expect("commit");
-        scanner
-            .put(&a, b"count", Bytes::from_static(b"1"))
-            .expect("put");
+        scanner.put(&a, b"count", Bytes::from_static(b"1")).expect("put");
         assert_eq!(scanner.commit().await.map(|_| ()), Ok(()));
     })
     .await;
@@ -164,26 +127,13 @@ async fn scans_are_ordered_paged_and_merge_own_writes() {
         let keys = |entries: Vec<(Bytes, Bytes)>| {
             entries
                 .into_iter()
-                .map(|(k, v)| {
-                    format!(
-                        "{}={}",
-                        String::from_utf8_lossy(&k),
-                        String::from_utf8_lossy(&v)
-                    )
-                })
+                .map(|(k, v)| format!("{}={}", String::from_utf8_lossy(&k), String::from_utf8_lossy(&v)))
                 .collect::<Vec<_>>()
         };
-        let all = txn
-            .scan(&a, Bound::Unbounded, Bound::Unbounded, 100)
-            .expect("scan");
+        let all = txn.scan(&a, Bound::Unbounded, Bound::Unbounded, 100).expect("scan");
         assert_eq!(keys(all), vec!["b=B", "c=C", "f=F", "h=H"]);
         let page = txn
-            .scan(
-                &a,
-                Bound::Excluded(&b"b"[..]),
-                Bound::Included(&b"f"[..]),
-                2,
-            )
+            .scan(&a, Bound::Excluded(&b"b"[..]), Bound::Included(&b"f"[..]), 2)
             .expect("scan");
         assert_eq!(keys(page), vec!["c=C", "f=F"]);
         assert_eq!(
@@ -203,13 +153,8 @@ async fn an_oversized_value_is_a_typed_error_and_leaves_the_store_unchanged() {
         let a = actor("big");
         let version = store.version();
         let mut txn = store.begin().expect("begin");
-        txn.put(&a, b"small", Bytes::from_static(b"ok"))
-            .expect("put");
-        let result = txn.put(
-            &a,
-            b"huge",
-            Bytes::from(vec![0u8; STORAGE_VALUE_BYTES_MAX + 1]),
-        );
+        txn.put(&a, b"small", Bytes::from_static(b"ok")).expect("put");
+        let result = txn.put(&a, b"huge", Bytes::from(vec![0u8; STORAGE_VALUE_BYTES_MAX + 1]));
         assert_eq!(
             result,
             Err(StorageError::ValueTooLarge {
@@ -252,8 +197,7 @@ async fn too_many_keys_in_one_transaction_is_refused_before_commit() {
     );
     assert_eq!(txn.write_count(), TRANSACTION_KEYS_MAX);
     // Overwriting a key already written is not a new key.
-    txn.put(&a, b"k0", Bytes::from_static(b"w"))
-        .expect("overwrite");
+    txn.put(&a, b"k0", Bytes::from_static(b"w")).expect("overwrite");
 }
 
 #[tokio::test]
@@ -273,9 +217,7 @@ async fn a_commit_with_a_stale_fencing_token_is_rejected_atomically() {
         takeover.commit().await.expect("commit");
         // The zombie (token 1) tries to commit: rejected, nothing applied.
         let mut zombie = store.begin().expect("begin");
-        zombie
-            .put(&a, b"state", Bytes::from_static(b"zombie"))
-            .expect("put");
+        zombie.put(&a, b"state", Bytes::from_static(b"zombie")).expect("put");
         zombie.require_fence(&a, Bytes::from_static(b"\x00\x01"));
         assert_eq!(
             zombie.commit().await,
@@ -286,16 +228,11 @@ async fn a_commit_with_a_stale_fencing_token_is_rejected_atomically() {
             })
         );
         let mut owner2 = store.begin().expect("begin");
-        owner2
-            .put(&a, b"state", Bytes::from_static(b"owner2"))
-            .expect("put");
+        owner2.put(&a, b"state", Bytes::from_static(b"owner2")).expect("put");
         owner2.require_fence(&a, Bytes::from_static(b"\x00\x02"));
         owner2.commit().await.expect("current owner commits");
         let mut check = store.begin().expect("begin");
-        assert_eq!(
-            check.get(&a, b"state"),
-            Ok(Some(Bytes::from_static(b"owner2")))
-        );
+        assert_eq!(check.get(&a, b"state"), Ok(Some(Bytes::from_static(b"owner2"))));
     })
     .await;
 }
@@ -304,21 +241,15 @@ async fn a_commit_with_a_stale_fencing_token_is_rejected_atomically() {
 #[allow(clippy::disallowed_methods)] // Test harness concurrency, not code under test.
 async fn concurrent_commits_share_durable_writes() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let store = store_on(Arc::new(
-        EmbeddedEngine::open_dir(dir.path()).expect("open"),
-    ));
+    let store = store_on(Arc::new(EmbeddedEngine::open_dir(dir.path()).expect("open")));
     let mut handles = Vec::new();
     for writer in 0..64 {
         let store = store.clone();
         handles.push(tokio::spawn(async move {
             for round in 0..10 {
                 let mut txn = store.begin().expect("begin");
-                txn.put(
-                    &actor(&format!("w{writer}")),
-                    b"n",
-                    Bytes::from(format!("{round}")),
-                )
-                .expect("put");
+                txn.put(&actor(&format!("w{writer}")), b"n", Bytes::from(format!("{round}")))
+                    .expect("put");
                 txn.commit().await.expect("disjoint writers never conflict");
             }
         }));
@@ -328,10 +259,7 @@ async fn concurrent_commits_share_durable_writes() {
     }
     let stats = store.stats();
     assert_eq!(stats.commits, 640);
-    assert!(
-        stats.batches < 640,
-        "group commit batched nothing: {stats:?}"
-    );
+    assert!(stats.batches < 640, "group commit batched nothing: {stats:?}");
 }
 
 #[tokio::test]
@@ -347,8 +275,7 @@ async fn embedded_commits_survive_reopen_and_a_second_opener_is_refused() {
         );
         let store = store_on(engine);
         let mut txn = store.begin().expect("begin");
-        txn.put(&actor("d"), b"k", Bytes::from_static(b"durable"))
-            .expect("put");
+        txn.put(&actor("d"), b"k", Bytes::from_static(b"durable")).expect("put");
         txn.commit().await.expect("commit");
         store.close();
     }
@@ -367,8 +294,5 @@ async fn embedded_commits_survive_reopen_and_a_second_opener_is_refused() {
     }
     let store = store_on(Arc::new(reopened.expect("reopens after close")));
     let mut txn = store.begin().expect("begin");
-    assert_eq!(
-        txn.get(&actor("d"), b"k"),
-        Ok(Some(Bytes::from_static(b"durable")))
-    );
+    assert_eq!(txn.get(&actor("d"), b"k"), Ok(Some(Bytes::from_static(b"durable"))));
 }

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use kelpie_cluster::heartbeat::{HeartbeatConfig, HeartbeatNode, PeerStatus};
 
-use crate::faults::FaultConfig;
+use crate::faults::{FaultConfig, FaultKind};
 use crate::simulation::{NodeLife, SimFailure, SimReport, Simulation, WorldView};
 
 /// Invariant names of this scenario.
@@ -39,6 +39,8 @@ pub struct HeartbeatCoverage {
     pub restarts: u64,
     /// Registration compare-and-set attempts that lost a race.
     pub registration_conflicts: u64,
+    /// (observer, crashed peer) pairs `CrashedNodeSuspected` actually checked.
+    pub crashed_pairs_checked: u64,
 }
 
 /// A heartbeat simulation.
@@ -62,7 +64,16 @@ impl Default for HeartbeatScenario {
     fn default() -> Self {
         Self {
             nodes: 3,
-            faults: FaultConfig::all_moderate(),
+            faults: {
+                // Short outages and late messages make stale-incarnation
+                // messages arrive after fresh ones: the interesting case.
+                let mut faults = FaultConfig::all_moderate()
+                    .with(FaultKind::NodeCrash, 0.03)
+                    .with(FaultKind::MessageDelay, 0.1)
+                    .with(FaultKind::MessageDuplicate, 0.1);
+                faults.crash_downtime_max = Duration::from_secs(3);
+                faults
+            },
             config: HeartbeatConfig::default(),
             max_virtual_time: Duration::from_secs(20),
             max_steps: 1_000_000,
@@ -76,10 +87,9 @@ impl Default for HeartbeatScenario {
 pub fn suspicion_bound(config: &HeartbeatConfig, faults: &FaultConfig) -> (Duration, Duration) {
     let detect = config.suspect_after + config.interval;
     let slowest_rate = 1.0 - f64::from(faults.clock_skew_ppm_max) / 1_000_000.0;
-    let detect_virtual = Duration::from_secs_f64(detect.as_secs_f64() / slowest_rate.max(0.01))
-        + Duration::from_millis(1);
-    let in_flight =
-        faults.network_latency + faults.message_delay_max * 2 + faults.message_reorder_max;
+    let detect_virtual =
+        Duration::from_secs_f64(detect.as_secs_f64() / slowest_rate.max(0.01)) + Duration::from_millis(1);
+    let in_flight = faults.network_latency + faults.message_delay_max * 2 + faults.message_reorder_max;
     (detect_virtual, in_flight)
 }
 
@@ -93,11 +103,7 @@ impl HeartbeatScenario {
         let mut used: BTreeMap<usize, (u64, u64, u64)> = BTreeMap::new(); // node -> (boot, incarnation, max before this boot)
         let incarnation_monotonic = move |view: &WorldView<'_, HeartbeatNode>| {
             for node in view.nodes {
-                let Some(incarnation) = node
-                    .state
-                    .as_ref()
-                    .and_then(|state| state.snapshot().incarnation)
-                else {
+                let Some(incarnation) = node.state.as_ref().and_then(|state| state.snapshot().incarnation) else {
                     continue;
                 };
                 match used.get(&node.index).copied() {
@@ -110,8 +116,7 @@ impl HeartbeatScenario {
                         }
                     }
                     previous => {
-                        let max_before = previous
-                            .map_or(0, |(_, recorded, max_before)| recorded.max(max_before));
+                        let max_before = previous.map_or(0, |(_, recorded, max_before)| recorded.max(max_before));
                         if incarnation <= max_before {
                             return Err(format!(
                                 "{} boot {} uses incarnation {incarnation}, but an earlier boot already used {max_before}",
@@ -143,6 +148,7 @@ impl HeartbeatScenario {
             Ok(())
         };
 
+        let checked = coverage.clone();
         let crashed_node_suspected = move |view: &WorldView<'_, HeartbeatNode>| {
             for observer in view.nodes {
                 let NodeLife::Running { since } = observer.life else {
@@ -163,6 +169,10 @@ impl HeartbeatScenario {
                         continue;
                     }
                     if let Some(peer_view) = peers.get(&peer.id) {
+                        checked
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .crashed_pairs_checked += 1;
                         if peer_view.status != PeerStatus::Suspect {
                             return Err(format!(
                                 "{} still considers {} alive {:?} after it went down (bound {:?})",
@@ -182,9 +192,7 @@ impl HeartbeatScenario {
         let mut last_boot: BTreeMap<usize, u64> = BTreeMap::new();
         let mut last_counts: BTreeMap<(usize, u64), (u64, u64)> = BTreeMap::new();
         let observe = move |view: &WorldView<'_, HeartbeatNode>| {
-            let mut coverage = observed
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut coverage = observed.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
             for node in view.nodes {
                 let previous_boot = last_boot.insert(node.index, node.boot).unwrap_or(node.boot);
                 if node.boot > previous_boot {
@@ -194,8 +202,7 @@ impl HeartbeatScenario {
                     let snapshot = state.snapshot();
                     let entry = last_counts.entry((node.index, node.boot)).or_insert((0, 0));
                     coverage.suspicions += snapshot.suspicions.saturating_sub(entry.0);
-                    coverage.registration_conflicts +=
-                        snapshot.registration_conflicts.saturating_sub(entry.1);
+                    coverage.registration_conflicts += snapshot.registration_conflicts.saturating_sub(entry.1);
                     *entry = (snapshot.suspicions, snapshot.registration_conflicts);
                 }
             }
@@ -213,10 +220,7 @@ impl HeartbeatScenario {
             .invariant(CRASHED_NODE_SUSPECTED, crashed_node_suspected)
             .observer(observe)
             .run()?;
-        let coverage = coverage
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        let coverage = coverage.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).clone();
         Ok((report, coverage))
     }
 }

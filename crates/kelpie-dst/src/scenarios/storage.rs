@@ -186,7 +186,10 @@ impl Client {
         let Ok(mut txn) = self.store.begin() else { return };
         let actor = groups_actor();
         for key in 0..KEYS_PER_GROUP {
-            if txn.put(&actor, &group_key(group, key), Bytes::from(tag.clone())).is_err() {
+            if txn
+                .put(&actor, &group_key(group, key), Bytes::from(tag.clone()))
+                .is_err()
+            {
                 return;
             }
         }
@@ -210,9 +213,14 @@ impl Client {
         let counter = self.env.rng.below(COUNTERS as u64) as usize;
         let actor = counters_actor();
         let Ok(mut txn) = self.store.begin() else { return };
-        let Ok(read) = txn.get(&actor, &counter_key(counter)) else { return };
+        let Ok(read) = txn.get(&actor, &counter_key(counter)) else {
+            return;
+        };
         let read = parse_u64(read);
-        if txn.put(&actor, &counter_key(counter), Bytes::from((read + 1).to_string())).is_err() {
+        if txn
+            .put(&actor, &counter_key(counter), Bytes::from((read + 1).to_string()))
+            .is_err()
+        {
             return;
         }
         // Let other clients interleave between the read and the commit.
@@ -231,7 +239,9 @@ impl Client {
             .journal
             .append(&actor, Some(&key), Bytes::from(key.clone()), None)
             .await;
-        let Ok(AppendOutcome::Appended(entry)) = appended else { return };
+        let Ok(AppendOutcome::Appended(entry)) = appended else {
+            return;
+        };
         // A crash here leaves the entry pending for recovery to replay.
         self.pause().await;
         let _ = apply_entry(&self.journal, &entry).await;
@@ -350,7 +360,9 @@ fn check_durability(ghost: &StorageGhost, checked: &mut BTreeMap<String, usize>)
                     .iter()
                     .filter(|(_, (order, g))| *g == group && *order <= observation.at)
                     .max_by_key(|(_, (order, _))| *order);
-                let Some((latest_tag, (latest_order, _))) = latest else { continue };
+                let Some((latest_tag, (latest_order, _))) = latest else {
+                    continue;
+                };
                 for value in &observation.groups[group] {
                     let fresh = match value {
                         None => false,
@@ -488,9 +500,13 @@ impl StorageScenario {
             .invariant(DURABILITY, move |_: &WorldView<'_, StorageNode>| {
                 check_durability(&ghost_lock(&g1), &mut durable_checked)
             })
-            .invariant(ATOMIC_VISIBILITY, move |_| check_atomic_visibility(&ghost_lock(&g2), &mut atomic_checked))
+            .invariant(ATOMIC_VISIBILITY, move |_| {
+                check_atomic_visibility(&ghost_lock(&g2), &mut atomic_checked)
+            })
             .invariant(SERIALIZABLE_ISOLATION, move |_| check_serializable(&ghost_lock(&g3)))
-            .invariant(REPLAY_IDEMPOTENT, move |_| check_replay(&ghost_lock(&g4), &mut replay_checked))
+            .invariant(REPLAY_IDEMPOTENT, move |_| {
+                check_replay(&ghost_lock(&g4), &mut replay_checked)
+            })
             .run()
     }
 }

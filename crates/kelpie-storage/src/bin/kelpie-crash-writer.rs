@@ -64,12 +64,10 @@ impl TaskControl for ThreadTask {
 
 fn run_on_thread(name: &'static str, work: Box<dyn FnOnce() + Send>) -> TaskHandle {
     let (sender, exit) = oneshot::channel();
-    let started = std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || {
-            work();
-            let _ = sender.send(TaskExit::Completed);
-        });
+    let started = std::thread::Builder::new().name(name.to_string()).spawn(move || {
+        work();
+        let _ = sender.send(TaskExit::Completed);
+    });
     if let Err(error) = started {
         fail(&format!("cannot start thread {name}: {error}"));
     }
@@ -97,11 +95,7 @@ fn fail(message: &str) -> ! {
 fn ack(line: String) {
     let mut out = std::io::stdout().lock();
     let line = line + "\n";
-    if out
-        .write_all(line.as_bytes())
-        .and_then(|()| out.flush())
-        .is_err()
-    {
+    if out.write_all(line.as_bytes()).and_then(|()| out.flush()).is_err() {
         // The test closed its end: nobody is listening any more.
         std::process::exit(3);
     }
@@ -121,8 +115,7 @@ impl SplitMix64 {
 }
 
 fn actor(kind: &str, index: u64) -> ActorId {
-    ActorId::new("crash", format!("{kind}{index}"))
-        .unwrap_or_else(|error| fail(&format!("actor id: {error}")))
+    ActorId::new("crash", format!("{kind}{index}")).unwrap_or_else(|error| fail(&format!("actor id: {error}")))
 }
 
 /// Reads a decimal counter written by this binary; absent is 0.
@@ -149,13 +142,11 @@ async fn transaction_worker(store: Store, index: u64, seed: u64) -> Result<(), S
         let id = WORKERS_PER_KIND * count + index;
         let value = Bytes::from(id.to_string());
         for key in TXN_KEYS {
-            txn.put(&actor, key, value.clone())
-                .map_err(|error| error.to_string())?;
+            txn.put(&actor, key, value.clone()).map_err(|error| error.to_string())?;
         }
         let repeats = 1 + rng.next() % BLOB_REPEATS_MAX;
         let blob = format!("{id};").repeat(repeats as usize);
-        txn.put(&actor, b"blob", blob)
-            .map_err(|error| error.to_string())?;
+        txn.put(&actor, b"blob", blob).map_err(|error| error.to_string())?;
         txn.put(&actor, b"count", (count + 1).to_string())
             .map_err(|error| error.to_string())?;
         txn.commit()
@@ -168,11 +159,7 @@ async fn transaction_worker(store: Store, index: u64, seed: u64) -> Result<(), S
 async fn journal_worker(journal: Journal, index: u64) -> Result<(), String> {
     let actor = actor("j", index);
     // Sequences are dense from 1 and entries are never compacted here.
-    let mut sequence = journal
-        .entries(&actor)
-        .map_err(|error| error.to_string())?
-        .len() as u64
-        + 1;
+    let mut sequence = journal.entries(&actor).map_err(|error| error.to_string())?.len() as u64 + 1;
     loop {
         let op = WORKERS_PER_KIND * (sequence - 1) + index;
         let outcome = journal
@@ -186,10 +173,7 @@ async fn journal_worker(journal: Journal, index: u64) -> Result<(), String> {
             }
         };
         if entry.sequence != sequence {
-            return Err(format!(
-                "op {op} got sequence {}, expected {sequence}",
-                entry.sequence
-            ));
+            return Err(format!("op {op} got sequence {}, expected {sequence}", entry.sequence));
         }
         ack(format!("ack append {op}"));
         let mut txn = journal.store().begin().map_err(|error| error.to_string())?;
@@ -226,15 +210,10 @@ fn main() {
         },
         _ => fail("usage: kelpie-crash-writer <data-dir> <seed>"),
     };
-    let engine = EmbeddedEngine::open_dir(&dir)
-        .unwrap_or_else(|error| fail(&format!("open {dir}: {error}")));
+    let engine = EmbeddedEngine::open_dir(&dir).unwrap_or_else(|error| fail(&format!("open {dir}: {error}")));
     let spawner: SharedSpawner = Arc::new(ThreadSpawner);
     let store = Store::new(Arc::new(engine), spawner.clone());
-    let journal = Journal::new(
-        store.clone(),
-        Arc::new(SystemClock::new()),
-        Duration::from_secs(3600),
-    );
+    let journal = Journal::new(store.clone(), Arc::new(SystemClock::new()), Duration::from_secs(3600));
     ack("ready".to_string());
 
     let mut workers = Vec::new();
@@ -258,9 +237,8 @@ fn main() {
             }),
         ));
     }
-    // Workers loop forever; joining one only returns if it ended.
-    for worker in workers {
-        let exit = futures::executor::block_on(worker.join());
-        fail(&format!("a worker ended: {exit:?}"));
-    }
+    // Workers loop forever: this returns only if one of them ended.
+    let joins = workers.into_iter().map(|worker| Box::pin(worker.join()));
+    let (exit, _, _) = futures::executor::block_on(futures::future::select_all(joins));
+    fail(&format!("a worker ended: {exit:?}"));
 }
