@@ -2,8 +2,9 @@
 //!
 //! - `kelpie` or `kelpie config [--config FILE]`: print the version and the
 //!   validated configuration (file, then `KELPIE_*` variables).
-//! - `kelpie dst --seed N`: run the heartbeat simulation with seed `N` and
-//!   print the seed, steps, virtual time, fault effect counts and trace hash.
+//! - `kelpie dst --seed N [--scenario heartbeat|storage]`: run a simulation
+//!   with seed `N` and print the seed, steps, virtual time, fault effect
+//!   counts and trace hash.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -12,6 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use kelpie_core::KelpieConfig;
 use kelpie_dst::scenarios::heartbeat::HeartbeatScenario;
+use kelpie_dst::scenarios::storage::StorageScenario;
 use kelpie_dst::FaultConfig;
 
 /// Kelpie: a virtual-actor runtime for AI agents.
@@ -26,17 +28,28 @@ struct Cli {
     command: Option<Command>,
 }
 
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+enum Scenario {
+    /// Heartbeat service: membership and failure detection (3+ nodes).
+    Heartbeat,
+    /// Embedded storage, store and journal under disk faults and crashes.
+    Storage,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Print the version and the validated configuration.
     Config,
-    /// Run a deterministic simulation of the heartbeat service.
+    /// Run a deterministic simulation (same seed, same run and trace hash).
     Dst {
         /// The seed; the same seed gives the same run and trace hash.
         #[arg(long)]
         seed: u64,
-        /// Number of simulated nodes (3..=64).
-        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(3..=64))]
+        /// What to simulate.
+        #[arg(long, value_enum, default_value_t = Scenario::Heartbeat)]
+        scenario: Scenario,
+        /// Number of simulated nodes (3..=64 for heartbeat, 1..=64 for storage).
+        #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
         nodes: u16,
         /// Virtual seconds to simulate.
         #[arg(long, default_value_t = 20)]
@@ -64,44 +77,96 @@ fn print_config(path: Option<&std::path::Path>) -> ExitCode {
     }
 }
 
+/// The options of `kelpie dst`.
+struct DstOptions {
+    seed: u64,
+    scenario: Scenario,
+    nodes: usize,
+    max_virtual_time: Duration,
+    max_steps: u64,
+    no_faults: bool,
+}
+
+fn run_dst(options: DstOptions) -> ExitCode {
+    let DstOptions {
+        seed,
+        scenario,
+        nodes,
+        max_virtual_time,
+        max_steps,
+        no_faults,
+    } = options;
+    let outcome = match scenario {
+        Scenario::Heartbeat => {
+            if nodes < 3 {
+                eprintln!("error: --nodes must be at least 3 for the heartbeat scenario");
+                return ExitCode::from(2);
+            }
+            let mut run = HeartbeatScenario {
+                nodes,
+                max_virtual_time,
+                max_steps,
+                ..HeartbeatScenario::default()
+            };
+            if no_faults {
+                run.faults = FaultConfig::none();
+            }
+            run.run(seed).map(|(report, coverage)| {
+                let coverage = format!(
+                    "coverage: suspicions={} restarts={} registration_conflicts={} crashed_pairs_checked={}",
+                    coverage.suspicions, coverage.restarts, coverage.registration_conflicts, coverage.crashed_pairs_checked
+                );
+                (report, Some(coverage))
+            })
+        }
+        Scenario::Storage => {
+            let mut run = StorageScenario {
+                nodes,
+                max_virtual_time,
+                max_steps,
+                ..StorageScenario::default()
+            };
+            if no_faults {
+                run.faults = FaultConfig::none();
+            }
+            run.run(seed).map(|report| (report, None))
+        }
+    };
+    match outcome {
+        Ok((report, coverage)) => {
+            println!("scenario: {scenario:?}, {nodes} nodes");
+            println!("{report}");
+            if let Some(coverage) = coverage {
+                println!("{coverage}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(failure) => {
+            eprintln!("{failure}");
+            println!("trace hash: {}", failure.trace_hash);
+            ExitCode::from(1)
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         None | Some(Command::Config) => print_config(cli.config.as_deref()),
         Some(Command::Dst {
             seed,
+            scenario,
             nodes,
             virtual_secs,
             max_steps,
             no_faults,
-        }) => {
-            let scenario = HeartbeatScenario {
-                nodes: usize::from(nodes),
-                faults: if no_faults {
-                    FaultConfig::none()
-                } else {
-                    FaultConfig::all_moderate()
-                },
-                max_virtual_time: Duration::from_secs(virtual_secs),
-                max_steps,
-                ..HeartbeatScenario::default()
-            };
-            match scenario.run(seed) {
-                Ok((report, coverage)) => {
-                    println!("scenario: heartbeat, {nodes} nodes");
-                    println!("{report}");
-                    println!(
-                        "coverage: suspicions={} restarts={} registration_conflicts={}",
-                        coverage.suspicions, coverage.restarts, coverage.registration_conflicts
-                    );
-                    ExitCode::SUCCESS
-                }
-                Err(failure) => {
-                    eprintln!("{failure}");
-                    println!("trace hash: {}", failure.trace_hash);
-                    ExitCode::from(1)
-                }
-            }
-        }
+        }) => run_dst(DstOptions {
+            seed,
+            scenario,
+            nodes: usize::from(nodes),
+            max_virtual_time: Duration::from_secs(virtual_secs),
+            max_steps,
+            no_faults,
+        }),
     }
 }

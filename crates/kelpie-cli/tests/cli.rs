@@ -73,5 +73,5 @@ fn an_etcd_backend_without_endpoints_fails_naming_the_field() {
 fn dst_rejects_too_few_nodes() {
     let (code, _, stderr) = kelpie(&["dst", "--seed", "1", "--nodes", "2"], &[]);
     assert_eq!(code, 2);
-    assert!(stderr.contains("--nodes"), "{stderr}");
+    assert!(stderr.contains("--nodes must be at least 3"), "{stderr}");
 }

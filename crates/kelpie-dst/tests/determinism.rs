@@ -15,7 +15,11 @@ fn hash_of(seed: u64) -> (String, u64) {
         ..HeartbeatScenario::default()
     };
     match scenario.run(seed) {
-        Ok((report, _)) => (report.trace_hash, report.steps),
+        Ok((report, _)) => {
+            let effects: u64 = report.faults.all().iter().map(|(_, count)| count).sum();
+            assert!(effects > 0, "seed {seed}: no fault had an effect");
+            (report.trace_hash, report.steps)
+        }
         Err(failure) => panic!("{failure}"),
     }
 }
@@ -56,5 +60,21 @@ fn determinism_whole_trace_is_identical_event_by_event() {
             "runs diverge at event {index}: {:?} vs {:?}",
             first[index], second[index]
         );
+    }
+}
+
+#[test]
+fn determinism_storage_scenario_same_seed_same_trace_hash() {
+    let seeds = seeds_from_env(42, 1).expect("valid DST_* variables");
+    let scenario = kelpie_dst::scenarios::storage::StorageScenario::default();
+    for seed in seeds {
+        let _guard = SeedGuard::new(seed);
+        let first = scenario.run(seed).unwrap_or_else(|failure| panic!("{failure}"));
+        let second = scenario.run(seed).unwrap_or_else(|failure| panic!("{failure}"));
+        println!("storage seed {seed}: trace hash: {}", first.trace_hash);
+        assert_eq!(first.trace_hash, second.trace_hash);
+        assert!(first.faults.get(kelpie_dst::FaultKind::DiskLatency) > 0, "faults had effects");
+        let other = scenario.run(seed.wrapping_add(1)).unwrap_or_else(|failure| panic!("{failure}"));
+        assert_ne!(first.trace_hash, other.trace_hash);
     }
 }

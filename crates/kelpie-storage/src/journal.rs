@@ -655,6 +655,46 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn recovery_reports_a_corrupt_record_with_its_location_and_stops() {
+        let spawner = std::sync::Arc::new(kelpie_core::spawn::TokioSpawner::current().expect("runtime"));
+        let store = Store::new(std::sync::Arc::new(crate::MemoryEngine::new()), spawner);
+        let clock = std::sync::Arc::new(kelpie_core::clock::SystemClock::new());
+        let journal = Journal::new(store.clone(), clock, Duration::from_secs(60));
+        let appended = journal.append(&actor(), None, Bytes::from_static(b"x"), None).await;
+        assert!(matches!(appended, Ok(AppendOutcome::Appended(_))));
+        let mut txn = store.begin().expect("begin");
+        let mut damaged = encode_entry(&JournalEntry {
+            actor: actor(),
+            sequence: 2,
+            idempotency_key: None,
+            payload: Bytes::from_static(b"y"),
+            fencing_token: 0,
+            status: EntryStatus::Pending,
+        })
+        .to_vec();
+        damaged[5] ^= 1;
+        txn.raw_put(raw_key(Space::Journal, &actor(), &sequence_key(2)), Bytes::from(damaged))
+            .expect("put");
+        txn.commit().await.expect("commit");
+        let mut replayed = 0;
+        let result = journal
+            .recover::<StorageError>(&mut |_entry| {
+                replayed += 1;
+                Box::pin(async { Ok(()) })
+            })
+            .await;
+        assert_eq!(
+            result,
+            Err(StorageError::Corrupt {
+                location: "journal entry agents/a1 #2".into(),
+                reason: "checksum mismatch".into()
+            })
+        );
+        assert_eq!(replayed, 1, "entry #1 was replayed before the damaged #2 stopped recovery");
+        assert!(matches!(journal.pending(&actor()), Err(StorageError::Corrupt { .. })));
+    }
+
     proptest::proptest! {
         #[test]
         fn decoding_arbitrary_bytes_never_panics(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
