@@ -13,7 +13,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 echo "== cargo test (workspace)"
-cargo test --workspace --locked
+cargo test --workspace --locked --exclude kelpie-bench
 
 echo "== bug-switch matrix"
 # Each switch re-creates a known defect; its test asserts the simulator

@@ -114,7 +114,10 @@ fn run_dst(options: DstOptions) -> ExitCode {
             run.run(seed).map(|(report, coverage)| {
                 let coverage = format!(
                     "coverage: suspicions={} restarts={} registration_conflicts={} crashed_pairs_checked={}",
-                    coverage.suspicions, coverage.restarts, coverage.registration_conflicts, coverage.crashed_pairs_checked
+                    coverage.suspicions,
+                    coverage.restarts,
+                    coverage.registration_conflicts,
+                    coverage.crashed_pairs_checked
                 );
                 (report, Some(coverage))
             })

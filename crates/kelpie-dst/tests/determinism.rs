@@ -73,8 +73,13 @@ fn determinism_storage_scenario_same_seed_same_trace_hash() {
         let second = scenario.run(seed).unwrap_or_else(|failure| panic!("{failure}"));
         println!("storage seed {seed}: trace hash: {}", first.trace_hash);
         assert_eq!(first.trace_hash, second.trace_hash);
-        assert!(first.faults.get(kelpie_dst::FaultKind::DiskLatency) > 0, "faults had effects");
-        let other = scenario.run(seed.wrapping_add(1)).unwrap_or_else(|failure| panic!("{failure}"));
+        assert!(
+            first.faults.get(kelpie_dst::FaultKind::DiskLatency) > 0,
+            "faults had effects"
+        );
+        let other = scenario
+            .run(seed.wrapping_add(1))
+            .unwrap_or_else(|failure| panic!("{failure}"));
         assert_ne!(first.trace_hash, other.trace_hash);
     }
 }

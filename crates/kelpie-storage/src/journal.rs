@@ -674,8 +674,11 @@ mod tests {
         })
         .to_vec();
         damaged[5] ^= 1;
-        txn.raw_put(raw_key(Space::Journal, &actor(), &sequence_key(2)), Bytes::from(damaged))
-            .expect("put");
+        txn.raw_put(
+            raw_key(Space::Journal, &actor(), &sequence_key(2)),
+            Bytes::from(damaged),
+        )
+        .expect("put");
         txn.commit().await.expect("commit");
         let mut replayed = 0;
         let result = journal
@@ -691,7 +694,10 @@ mod tests {
                 reason: "checksum mismatch".into()
             })
         );
-        assert_eq!(replayed, 1, "entry #1 was replayed before the damaged #2 stopped recovery");
+        assert_eq!(
+            replayed, 1,
+            "entry #1 was replayed before the damaged #2 stopped recovery"
+        );
         assert!(matches!(journal.pending(&actor()), Err(StorageError::Corrupt { .. })));
     }
 
