@@ -25,7 +25,11 @@ for switch in \
     bug-storage-nonatomic-apply \
     bug-storage-ack-before-sync \
     bug-storage-skip-occ-check \
-    bug-journal-replay-completed; do
+    bug-journal-replay-completed \
+    bug-ownership-acquire-without-compare \
+    bug-ownership-lookup-then-claim \
+    bug-ownership-no-self-fencing-margin \
+    bug-ownership-unfenced-commit; do
     echo "-- $switch"
     cargo test --locked -p kelpie-dst --features "$switch" --test bug_switches
 done

@@ -169,6 +169,9 @@ pub struct FaultConfig {
     pub coordination_latency: Duration,
     /// How long a coordination client waits before reporting a timeout.
     pub coordination_timeout: Duration,
+    /// If set, no new scheduled fault (skew, jump, pause, crash, partition)
+    /// starts after this virtual time: a liveness phase follows.
+    pub quiet_after: Option<Duration>,
 }
 
 impl FaultConfig {
@@ -188,6 +191,7 @@ impl FaultConfig {
             message_reorder_max: Duration::from_millis(5),
             coordination_latency: Duration::from_millis(2),
             coordination_timeout: Duration::from_millis(500),
+            quiet_after: None,
         }
     }
 

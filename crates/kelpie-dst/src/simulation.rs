@@ -86,6 +86,9 @@ pub struct WorldView<'a, N> {
     pub nodes: &'a [NodeView<N>],
     /// The fault configuration of the run.
     pub faults: &'a FaultConfig,
+    /// The coordination store's state (true time), for invariants about
+    /// leases and ownership.
+    pub coordination: &'a kelpie_core::coordination::CoordinationState,
 }
 
 /// The seams of a harness task: true virtual time, a seeded generator and a
@@ -978,7 +981,13 @@ impl<N: Send + Sync + 'static> Runner<N> {
             }
             let now = world.now;
             let tick = nanos(world.faults.tick);
-            world.schedule(now.saturating_add(tick), TimelineEvent::FaultTick);
+            let quiet = world
+                .faults
+                .quiet_after
+                .is_some_and(|quiet| now.saturating_add(tick) >= nanos(quiet));
+            if !quiet {
+                world.schedule(now.saturating_add(tick), TimelineEvent::FaultTick);
+            }
         }
         for action in actions {
             self.apply_fault(action);
@@ -1103,11 +1112,14 @@ impl<N: Send + Sync + 'static> Runner<N> {
         }
         let (step, now, nodes) = self.views();
         let faults = self.config.faults.clone();
+        let mut coordination = self.shared.world().coordination.clone();
+        coordination.expire_leases(kelpie_core::MonotonicInstant::from_nanos(now));
         let view = WorldView {
             step,
             now: at(now),
             nodes: &nodes,
             faults: &faults,
+            coordination: &coordination,
         };
         let mut violation = None;
         for invariant in &mut self.config.invariants {

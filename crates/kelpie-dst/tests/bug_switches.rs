@@ -9,6 +9,7 @@
 #![allow(dead_code)] // Each build uses the helpers of its own switch only.
 
 use kelpie_dst::scenarios::heartbeat::HeartbeatScenario;
+use kelpie_dst::scenarios::ownership::OwnershipScenario;
 use kelpie_dst::scenarios::storage::StorageScenario;
 use kelpie_dst::SimFailure;
 
@@ -21,6 +22,10 @@ fn heartbeat(seed: u64) -> Result<(), Box<SimFailure>> {
 
 fn storage(seed: u64) -> Result<(), Box<SimFailure>> {
     StorageScenario::default().run(seed).map(|_| ())
+}
+
+fn ownership(seed: u64) -> Result<(), Box<SimFailure>> {
+    OwnershipScenario::default().run(seed).map(|_| ())
 }
 
 /// Finds the first seed that fails, asserts it names `invariant`, and that
@@ -94,6 +99,30 @@ fn bug_journal_replay_completed_is_caught() {
     assert_caught("bug-journal-replay-completed", storage, "ReplayIdempotent");
 }
 
+#[cfg(feature = "bug-ownership-acquire-without-compare")]
+#[test]
+fn bug_ownership_acquire_without_compare_is_caught() {
+    assert_caught("bug-ownership-acquire-without-compare", ownership, "SingleActivation");
+}
+
+#[cfg(feature = "bug-ownership-lookup-then-claim")]
+#[test]
+fn bug_ownership_lookup_then_claim_is_caught() {
+    assert_caught("bug-ownership-lookup-then-claim", ownership, "SingleActivation");
+}
+
+#[cfg(feature = "bug-ownership-no-self-fencing-margin")]
+#[test]
+fn bug_ownership_no_self_fencing_margin_is_caught() {
+    assert_caught("bug-ownership-no-self-fencing-margin", ownership, "SingleActivation");
+}
+
+#[cfg(feature = "bug-ownership-unfenced-commit")]
+#[test]
+fn bug_ownership_unfenced_commit_is_caught() {
+    assert_caught("bug-ownership-unfenced-commit", ownership, "NoZombieWrite");
+}
+
 #[cfg(not(any(
     feature = "bug-incarnation-no-fsync",
     feature = "bug-heartbeat-accept-stale-incarnation",
@@ -102,6 +131,10 @@ fn bug_journal_replay_completed_is_caught() {
     feature = "bug-storage-ack-before-sync",
     feature = "bug-storage-skip-occ-check",
     feature = "bug-journal-replay-completed",
+    feature = "bug-ownership-acquire-without-compare",
+    feature = "bug-ownership-lookup-then-claim",
+    feature = "bug-ownership-no-self-fencing-margin",
+    feature = "bug-ownership-unfenced-commit",
 )))]
 #[test]
 fn without_a_switch_the_search_seeds_pass() {
@@ -112,6 +145,9 @@ fn without_a_switch_the_search_seeds_pass() {
             panic!("{failure}");
         }
         if let Err(failure) = storage(seed) {
+            panic!("{failure}");
+        }
+        if let Err(failure) = ownership(seed) {
             panic!("{failure}");
         }
     }

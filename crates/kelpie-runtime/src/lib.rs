@@ -13,4 +13,5 @@
 //! `kelpie-core` seams, and the ownership module must stay free of async and
 //! I/O.
 
+pub mod driver;
 pub mod ownership;

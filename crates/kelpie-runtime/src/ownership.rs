@@ -367,6 +367,18 @@ impl Ownership {
             .collect()
     }
 
+    /// Actors this node believes it owns, with their token and the session
+    /// lease their ownership key is attached to.
+    pub fn owned_with_lease(&self) -> Vec<(ActorId, FencingToken, LeaseId)> {
+        self.actors
+            .iter()
+            .filter_map(|(actor, claim)| match claim {
+                ActorClaim::Owned { token, lease } => Some((actor.clone(), *token, *lease)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The session lease and the instant (this node's clock) until which it
     /// is believed valid.
     pub fn session(&self) -> Option<(LeaseId, MonotonicInstant)> {

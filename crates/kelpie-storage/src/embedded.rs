@@ -170,6 +170,12 @@ impl redb::StorageBackend for DiskBackend {
 
     fn read(&self, offset: u64, out: &mut [u8]) -> Result<(), std::io::Error> {
         let bytes = self.file.read(offset, out.len()).map_err(backend_error)?;
+        if bytes.len() != out.len() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("short read: {} of {} bytes at offset {offset}", bytes.len(), out.len()),
+            ));
+        }
         out.copy_from_slice(&bytes);
         Ok(())
     }

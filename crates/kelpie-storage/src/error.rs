@@ -72,6 +72,15 @@ pub enum StorageError {
         /// What is wrong.
         reason: String,
     },
+    /// The journal entry was already completed (its effects are applied);
+    /// completing it again would apply them twice.
+    #[error("{location} is already completed")]
+    AlreadyCompleted {
+        /// The entry.
+        location: String,
+        /// Its stored result.
+        result: Vec<u8>,
+    },
     /// The data directory is in use by another process.
     #[error("data directory {path} is locked by another process; stop it or use another --data-dir")]
     Locked {

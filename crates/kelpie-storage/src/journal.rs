@@ -458,6 +458,16 @@ impl Journal {
             reason: "entry to complete is missing".to_string(),
         })?;
         let mut current = decode_entry(&entry.actor, entry.sequence, &stored)?;
+        if let EntryStatus::Completed { result } = &current.status {
+            if !cfg!(feature = "bug-journal-replay-completed") {
+                return Err(StorageError::AlreadyCompleted {
+                    location: entry_location(&entry.actor, entry.sequence),
+                    result: result.to_vec(),
+                });
+            }
+        }
+        // Both records or neither: check the limits for both before writing.
+        txn.reserve(2, 2 * (raw.len() + result.len() + current.payload.len() + 512))?;
         current.status = EntryStatus::Completed { result: result.clone() };
         txn.raw_put(raw, encode_entry(&current))?;
         if let Some(key) = &current.idempotency_key {
@@ -548,7 +558,10 @@ impl Journal {
                 break;
             }
             let Some((_, _, sequence)) = split_raw_key(&key) else {
-                continue;
+                return Err(StorageError::Corrupt {
+                    location: format!("journal key {}", printable(&key)),
+                    reason: "malformed key".to_string(),
+                });
             };
             let entry = decode_entry(actor, parse_sequence(actor, sequence)?, &value)?;
             if let EntryStatus::Completed { .. } = entry.status {

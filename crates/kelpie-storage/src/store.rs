@@ -323,6 +323,26 @@ impl Transaction {
         self.raw_get(raw_key(Space::Fence, actor, b""))
     }
 
+    /// Checks that `keys` more new keys and `bytes` more bytes would fit in
+    /// this transaction, without writing anything.
+    pub fn reserve(&self, keys: usize, bytes: usize) -> Result<(), StorageError> {
+        let count = self.writes.len() + keys;
+        if count > TRANSACTION_KEYS_MAX {
+            return Err(StorageError::TooManyKeys {
+                count,
+                max: TRANSACTION_KEYS_MAX,
+            });
+        }
+        let total = self.write_bytes + bytes;
+        if total > TRANSACTION_BYTES_MAX {
+            return Err(StorageError::TransactionTooLarge {
+                bytes: total,
+                max: TRANSACTION_BYTES_MAX,
+            });
+        }
+        Ok(())
+    }
+
     /// Keys written so far.
     pub fn write_count(&self) -> usize {
         self.writes.len()
@@ -538,7 +558,18 @@ impl Committer {
         let inner = self.inner.clone();
         let (batch, outcomes) = match self.blocking(move || apply_batch(&inner, batch)).await {
             Some(result) => result,
-            None => return,
+            None => {
+                // The engine work died (a panic inside the engine): whether
+                // the batch committed is unknown, and its writes are not in
+                // the validation log. Refuse all further commits.
+                tracing::error!("storage commit task died; closing the store");
+                self.inner
+                    .queue
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .take();
+                return;
+            }
         };
         self.publish(batch, outcomes);
     }

@@ -231,3 +231,37 @@ async fn bad_append_arguments_are_typed_errors() {
     ));
     assert_eq!(journal.entries(&a), Ok(vec![]));
 }
+
+#[tokio::test]
+async fn completing_an_entry_twice_is_refused_and_applies_nothing() {
+    let journal = journal(Duration::from_secs(60));
+    let a = actor("a");
+    let entry = append(&journal, &a, Some("once"), "x").await;
+    apply(&journal, &entry).await.expect("first completion");
+    let second = apply(&journal, &entry).await;
+    assert_eq!(
+        second,
+        Err(StorageError::AlreadyCompleted {
+            location: "journal entry agents/a #1".into(),
+            result: b"applied 1".to_vec()
+        })
+    );
+    let mut check = journal.store().begin().expect("begin");
+    assert_eq!(check.get(&a, b"applied"), Ok(Some(Bytes::from_static(b"1"))));
+}
+
+#[tokio::test]
+async fn a_completion_that_does_not_fit_leaves_the_transaction_unchanged() {
+    let journal = journal(Duration::from_secs(60));
+    let a = actor("a");
+    let entry = append(&journal, &a, Some("full"), "x").await;
+    let mut txn = journal.store().begin().expect("begin");
+    for index in 0..kelpie_core::limits::TRANSACTION_KEYS_MAX - 1 {
+        txn.put(&a, format!("k{index}").as_bytes(), Bytes::from_static(b"v"))
+            .expect("fits");
+    }
+    let before = txn.write_count();
+    let result = journal.complete(&mut txn, &entry, Bytes::from_static(b"r"));
+    assert!(matches!(result, Err(StorageError::TooManyKeys { .. })), "{result:?}");
+    assert_eq!(txn.write_count(), before, "neither record was staged");
+}

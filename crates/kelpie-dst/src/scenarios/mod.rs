@@ -1,4 +1,5 @@
 //! Simulation scenarios: production services under faults, with invariants.
 
 pub mod heartbeat;
+pub mod ownership;
 pub mod storage;

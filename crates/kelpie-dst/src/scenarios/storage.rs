@@ -78,6 +78,10 @@ struct Observation {
     groups: Vec<Vec<Option<String>>>,
     counters: Vec<u64>,
     journal: Vec<(u64, u64)>,
+    /// Pending journal entries per journal actor.
+    pending: Vec<u64>,
+    /// Taken right after recovery, before any client ran.
+    after_recovery: bool,
 }
 
 #[derive(Default)]
@@ -147,6 +151,7 @@ impl Client {
         let version = txn.snapshot_version();
         drop(txn);
         let mut journal = Vec::new();
+        let mut pending = Vec::new();
         for index in 0..JOURNAL_ACTORS {
             // Same poll as the snapshot above: no commit can interleave.
             let actor = journal_actor(index);
@@ -159,12 +164,15 @@ impl Client {
                 .filter(|entry| matches!(entry.status, EntryStatus::Completed { .. }))
                 .count() as u64;
             journal.push((applied, completed));
+            pending.push(self.journal.pending(&actor)?.len() as u64);
         }
         Ok(Observation {
             at: (self.epoch, version),
             groups,
             counters,
             journal,
+            pending,
+            after_recovery: false,
         })
     }
 
@@ -305,7 +313,8 @@ impl StorageNode {
                     node,
                     epoch,
                 });
-                let observation = retry(&env, || client.observe()).await;
+                let mut observation = retry(&env, || client.observe()).await;
+                observation.after_recovery = true;
                 client.record_observation(observation);
                 for writer in 0..WRITERS {
                     let client = client.clone();
@@ -441,6 +450,14 @@ fn check_replay(ghost: &StorageGhost, checked: &mut BTreeMap<String, usize>) -> 
     for (node, state) in &ghost.nodes {
         let from = checked.get(node).copied().unwrap_or(0);
         for observation in &state.observations[from..] {
+            if observation.after_recovery {
+                if let Some(index) = observation.pending.iter().position(|pending| *pending > 0) {
+                    return Err(format!(
+                        "{node} snapshot right after recovery at {:?}: journal-{index} still has {} pending entries",
+                        observation.at, observation.pending[index]
+                    ));
+                }
+            }
             for (index, (applied, completed)) in observation.journal.iter().enumerate() {
                 if applied != completed {
                     return Err(format!(

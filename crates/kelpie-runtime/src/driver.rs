@@ -1,0 +1,267 @@
+//! The ownership driver: runs the sans-IO [`Ownership`] core against a
+//! node's [`NodeEnv`] — ticks it on the node's clock, executes its commands
+//! against the coordination store (each as its own task, so a slow request
+//! never delays ticks and self-fencing), and feeds the answers back.
+//!
+//! [`OwnershipDriver::claim`] waits for the outcome of a claim;
+//! [`OwnershipDriver::serving_token`] answers "may I serve this actor now?"
+//! on the node's clock; [`OwnershipDriver::fenced`] subscribes to fencing.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::channel::{mpsc, oneshot};
+use kelpie_core::coordination::CoordinationError;
+use kelpie_core::{ActorId, NodeEnv, NodeId};
+use kelpie_storage::{StorageError, Store};
+
+use crate::ownership::{Command, Event, Failure, FencingToken, Input, Ownership, OwnershipConfig};
+
+/// Why a claim did not make this node the owner.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ClaimError {
+    /// Another node owns the actor: send the request there.
+    #[error("actor is owned by node {owner}")]
+    OwnedElsewhere {
+        /// The owner.
+        owner: NodeId,
+    },
+    /// The claim failed or timed out; retrying may succeed.
+    #[error("claim failed or timed out; retry")]
+    Unavailable,
+    /// The store already holds a newer fencing token: this claim is stale.
+    #[error("fencing token {token:?} is older than the store's {stored:?}")]
+    Stale {
+        /// Our token.
+        token: FencingToken,
+        /// The store's.
+        stored: FencingToken,
+    },
+    /// Installing the fencing token in storage failed.
+    #[error("storage: {0}")]
+    Storage(#[from] StorageError),
+}
+
+struct Shared {
+    core: Ownership,
+    waiters: BTreeMap<ActorId, Vec<oneshot::Sender<Result<FencingToken, ClaimError>>>>,
+    fenced: Vec<mpsc::UnboundedSender<(ActorId, FencingToken)>>,
+}
+
+/// Drives one node's ownership protocol.
+pub struct OwnershipDriver {
+    env: NodeEnv,
+    shared: Mutex<Shared>,
+    tick: Duration,
+}
+
+impl std::fmt::Debug for OwnershipDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnershipDriver")
+            .field("node", &self.env.node_id)
+            .finish_non_exhaustive()
+    }
+}
+
+fn failure_of(error: &CoordinationError) -> Failure {
+    match error {
+        CoordinationError::Timeout { .. } => Failure::Timeout,
+        CoordinationError::LeaseNotFound { .. } => Failure::LeaseNotFound,
+        CoordinationError::Unavailable { .. } | CoordinationError::InvalidRequest { .. } => Failure::Refused,
+    }
+}
+
+impl OwnershipDriver {
+    /// Starts the driver: a ticker task on `env`'s spawner.
+    pub fn start(env: NodeEnv, config: OwnershipConfig) -> Arc<OwnershipDriver> {
+        let tick = (config.lease_ttl() / 20).max(Duration::from_millis(1));
+        let driver = Arc::new(OwnershipDriver {
+            shared: Mutex::new(Shared {
+                core: Ownership::new(env.node_id.clone(), config),
+                waiters: BTreeMap::new(),
+                fenced: Vec::new(),
+            }),
+            env,
+            tick,
+        });
+        let ticker = driver.clone();
+        let _task = driver.env.spawner.spawn(
+            "ownership-ticker",
+            Box::pin(async move {
+                loop {
+                    ticker.step(Input::Tick);
+                    ticker.env.clock.sleep(ticker.tick).await;
+                }
+            }),
+        );
+        driver
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Shared> {
+        // The core is only mutated by `step`, which cannot leave it half-updated.
+        self.shared.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The node this driver belongs to.
+    pub fn node(&self) -> &NodeId {
+        &self.env.node_id
+    }
+
+    /// Feeds `input` to the core now, then executes its commands and
+    /// delivers its events. Never holds the lock across an await.
+    fn step(self: &Arc<Self>, input: Input) {
+        let now = self.env.clock.now_monotonic();
+        let (commands, deliveries, fenced) = {
+            let mut shared = self.lock();
+            let output = shared.core.step(input, now);
+            let mut deliveries = Vec::new();
+            let mut fenced = Vec::new();
+            for event in output.events {
+                match event {
+                    Event::Serving { actor, token } => {
+                        deliveries.push((shared.waiters.remove(&actor).unwrap_or_default(), Ok(token)))
+                    }
+                    Event::OwnedElsewhere { actor, owner } => deliveries.push((
+                        shared.waiters.remove(&actor).unwrap_or_default(),
+                        Err(ClaimError::OwnedElsewhere { owner }),
+                    )),
+                    Event::ClaimFailed { actor } => deliveries.push((
+                        shared.waiters.remove(&actor).unwrap_or_default(),
+                        Err(ClaimError::Unavailable),
+                    )),
+                    Event::Fenced { actor, token } => {
+                        tracing::info!(node = %self.env.node_id, %actor, ?token, "self-fenced");
+                        fenced.push((actor, token));
+                    }
+                    Event::Released { .. } => {}
+                }
+            }
+            shared.fenced.retain(|sender| !sender.is_closed());
+            let listeners = shared.fenced.clone();
+            (output.commands, deliveries, (fenced, listeners))
+        };
+        for (waiters, result) in deliveries {
+            for waiter in waiters {
+                let _ = waiter.send(result.clone());
+            }
+        }
+        let (fenced, listeners) = fenced;
+        for event in fenced {
+            for listener in &listeners {
+                let _ = listener.unbounded_send(event.clone());
+            }
+        }
+        for command in commands {
+            self.execute(command);
+        }
+    }
+
+    fn execute(self: &Arc<Self>, command: Command) {
+        let driver = self.clone();
+        let _task = self.env.spawner.spawn(
+            "ownership-command",
+            Box::pin(async move {
+                let coordination = driver.env.coordination.clone();
+                let input = match command {
+                    Command::GrantSession { request, ttl } => match coordination.lease_grant(ttl).await {
+                        Ok(grant) => Input::SessionGranted {
+                            request,
+                            lease: grant.id,
+                        },
+                        Err(error) => Input::Failed {
+                            request,
+                            failure: failure_of(&error),
+                        },
+                    },
+                    Command::KeepAlive { request, lease } => match coordination.lease_keep_alive(lease).await {
+                        Ok(_) => Input::KeptAlive { request },
+                        Err(error) => Input::Failed {
+                            request,
+                            failure: failure_of(&error),
+                        },
+                    },
+                    Command::Txn { request, txn, .. } => match coordination.txn(txn).await {
+                        Ok(response) => Input::TxnAnswered { request, response },
+                        Err(error) => Input::Failed {
+                            request,
+                            failure: failure_of(&error),
+                        },
+                    },
+                };
+                driver.step(input);
+            }),
+        );
+    }
+
+    /// Claims `actor`: resolves with its fencing token once this node owns
+    /// it, or with why not.
+    ///
+    /// Cancellation: dropping the future abandons the wait; the claim itself
+    /// may still complete (the node then owns the actor until it releases it
+    /// or its session ends).
+    pub async fn claim(self: &Arc<Self>, actor: &ActorId) -> Result<FencingToken, ClaimError> {
+        let (sender, receiver) = oneshot::channel();
+        self.lock().waiters.entry(actor.clone()).or_default().push(sender);
+        self.step(Input::Claim { actor: actor.clone() });
+        receiver.await.unwrap_or(Err(ClaimError::Unavailable))
+    }
+
+    /// The token to serve `actor` with now, if this node may serve it.
+    pub fn serving_token(&self, actor: &ActorId) -> Option<FencingToken> {
+        let now = self.env.clock.now_monotonic();
+        self.lock().core.serving_token(actor, now)
+    }
+
+    /// Every actor this node believes it may serve now, with its token.
+    pub fn serving(&self) -> Vec<(ActorId, FencingToken)> {
+        let now = self.env.clock.now_monotonic();
+        let shared = self.lock();
+        shared
+            .core
+            .owned()
+            .into_iter()
+            .filter(|(actor, _)| shared.core.serving_token(actor, now).is_some())
+            .collect()
+    }
+
+    /// Actors the core believes it owns, with token and session lease
+    /// (whether or not still servable): for invariants.
+    pub fn owned_with_lease(&self) -> Vec<(ActorId, FencingToken, kelpie_core::coordination::LeaseId)> {
+        self.lock().core.owned_with_lease()
+    }
+
+    /// Gives `actor` up (after deactivating it).
+    pub fn release(self: &Arc<Self>, actor: &ActorId) {
+        self.step(Input::Release { actor: actor.clone() });
+    }
+
+    /// A stream of actors this node had to stop serving.
+    pub fn fenced(&self) -> mpsc::UnboundedReceiver<(ActorId, FencingToken)> {
+        let (sender, receiver) = mpsc::unbounded();
+        self.lock().fenced.push(sender);
+        receiver
+    }
+}
+
+/// Installs `token` as `actor`'s fencing token in `store`, unless the store
+/// already holds a newer one (then this owner is stale). From this commit on,
+/// commits fenced with an older token are rejected by the store.
+pub async fn install_fence(store: &Store, actor: &ActorId, token: FencingToken) -> Result<(), ClaimError> {
+    let mut txn = store.begin()?;
+    let stored = txn.fence_token(actor)?.map(|bytes| {
+        let mut array = [0u8; 8];
+        let len = bytes.len().min(8);
+        array[8 - len..].copy_from_slice(&bytes[..len]);
+        FencingToken(u64::from_be_bytes(array))
+    });
+    match stored {
+        Some(stored) if stored > token => Err(ClaimError::Stale { token, stored }),
+        Some(stored) if stored == token => Ok(()),
+        _ => {
+            txn.set_fence_token(actor, token.to_bytes())?;
+            txn.commit().await?;
+            Ok(())
+        }
+    }
+}
