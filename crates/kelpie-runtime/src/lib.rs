@@ -15,3 +15,4 @@
 
 pub mod driver;
 pub mod ownership;
+pub mod runtime;

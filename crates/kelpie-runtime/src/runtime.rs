@@ -1,0 +1,789 @@
+//! The actor runtime: activation on demand, one message at a time, state in
+//! transactional storage, fenced commits, idle deactivation, supervision.
+//!
+//! **Model.** Every active actor is one task that owns its state and its
+//! bounded mailbox; nothing else touches either, so there are no locks
+//! around actor state and no lock is ever held across an `.await`. The
+//! registry (actor id → mailbox) is a map under one mutex, locked briefly
+//! and never together with another lock.
+//!
+//! **An invocation**, inside the actor's task:
+//! 1. with an idempotency key, append a journal entry (fenced); a duplicate
+//!    key returns the stored reply without running the handler again;
+//! 2. run the handler on a copy of the state (a panic is caught: the caller
+//!    gets [`InvokeError::HandlerPanicked`] and the state is reloaded);
+//! 3. commit the new state, the handler's other writes and the journal
+//!    completion in one transaction fenced by the actor's token;
+//! 4. only then reply.
+//!
+//! **Activation** claims the actor (one compare-and-set), installs its
+//! fencing token in the store, loads the state and replays the actor's
+//! pending journal entries in order. **Deactivation** after an idle timeout
+//! closes the mailbox, handles every message already accepted, then releases
+//! the actor. A node whose session cannot be renewed in time stops serving
+//! (self-fencing); a stale node's commits are rejected by the store.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+use futures::future::{BoxFuture, Either};
+use futures::FutureExt;
+use kelpie_core::clock::MonotonicInstant;
+use kelpie_core::{ActorId, NodeEnv, NodeId};
+use kelpie_storage::journal::{AppendOutcome, EntryStatus, Journal, JournalEntry};
+use kelpie_storage::{StorageError, Store, Transaction};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+
+use crate::driver::{install_fence, ClaimError, OwnershipDriver};
+use crate::ownership::FencingToken;
+
+/// The storage key of an actor's state.
+pub const STATE_KEY: &[u8] = b"__state";
+
+/// An error a handler returns: an application-level failure, recorded as
+/// the invocation's result (a retry with the same idempotency key gets it
+/// again).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{message}")]
+pub struct HandlerError {
+    /// What went wrong.
+    pub message: String,
+}
+
+impl HandlerError {
+    /// A handler error with `message`.
+    pub fn new(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+        }
+    }
+}
+
+/// Transactional access for a handler to keys of its own actor, beyond its
+/// typed state. Everything written commits with the state, or not at all.
+pub struct ActorContext<'a> {
+    actor: &'a ActorId,
+    txn: &'a mut Transaction,
+    now: MonotonicInstant,
+}
+
+impl ActorContext<'_> {
+    /// The actor being invoked.
+    pub fn actor(&self) -> &ActorId {
+        self.actor
+    }
+
+    /// The node's monotonic time when the invocation started.
+    pub fn now(&self) -> MonotonicInstant {
+        self.now
+    }
+
+    /// Reads `key` (snapshot of the invocation's start plus own writes).
+    pub fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        self.txn.get(self.actor, key)
+    }
+
+    /// Writes `key`.
+    pub fn put(&mut self, key: &[u8], value: impl Into<Bytes>) -> Result<(), StorageError> {
+        self.txn.put(self.actor, key, value)
+    }
+
+    /// Deletes `key`.
+    pub fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
+        self.txn.delete(self.actor, key)
+    }
+}
+
+/// An actor type: typed state, messages and replies, and a handler.
+pub trait Actor: Send + Sync + 'static {
+    /// The actor's durable state (starts as `Default`).
+    type State: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static;
+    /// What callers send.
+    type Message: Serialize + DeserializeOwned + Send + 'static;
+    /// What callers get back.
+    type Reply: Serialize + DeserializeOwned + Send + 'static;
+
+    /// Handles one message. May change `state` and write through `ctx`;
+    /// nothing is visible until the runtime commits after it returns `Ok`.
+    fn handle<'a>(
+        &'a self,
+        ctx: &'a mut ActorContext<'_>,
+        state: &'a mut Self::State,
+        message: Self::Message,
+    ) -> BoxFuture<'a, Result<Self::Reply, HandlerError>>;
+}
+
+/// Per-invocation options.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct InvokeOptions {
+    /// Give up (with [`InvokeError::DeadlineExceeded`]) after this long.
+    pub deadline: Duration,
+    /// Makes the invocation's effects exactly-once: a retry with the same
+    /// key returns the first reply without running the handler again.
+    pub idempotency_key: Option<String>,
+}
+
+impl Default for InvokeOptions {
+    fn default() -> Self {
+        Self {
+            deadline: Duration::from_secs(30),
+            idempotency_key: None,
+        }
+    }
+}
+
+/// Why an invocation failed. `is_retryable` says whether trying again
+/// (with the same idempotency key) may succeed.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InvokeError {
+    /// The actor's mailbox is full.
+    #[error("actor {actor} is overloaded (mailbox full); retry later")]
+    Overloaded {
+        /// The actor.
+        actor: ActorId,
+    },
+    /// Another node owns the actor.
+    #[error("actor {actor} is owned by node {owner}")]
+    NotOwner {
+        /// The actor.
+        actor: ActorId,
+        /// Its owner.
+        owner: NodeId,
+    },
+    /// The actor could not be activated or lost its ownership mid-flight;
+    /// the invocation had no effect unless it was journaled (then a retry
+    /// with the same key returns its result).
+    #[error("actor {actor} is unavailable: {reason}; retry")]
+    Unavailable {
+        /// The actor.
+        actor: ActorId,
+        /// Why.
+        reason: String,
+    },
+    /// The deadline passed before a reply; the outcome is unknown.
+    #[error("deadline of {deadline_ms} ms exceeded; the outcome is unknown")]
+    DeadlineExceeded {
+        /// The deadline.
+        deadline_ms: u64,
+    },
+    /// The handler returned an error (recorded; retries get it too).
+    #[error("handler failed: {0}")]
+    Handler(HandlerError),
+    /// The handler panicked; nothing it did was committed.
+    #[error("handler panicked: {message}; its changes were discarded")]
+    HandlerPanicked {
+        /// The panic message.
+        message: String,
+    },
+    /// The message, reply or state could not be (de)serialized.
+    #[error("codec error: {reason}")]
+    Codec {
+        /// What failed.
+        reason: String,
+    },
+    /// The actor id belongs to no actor type of this runtime.
+    #[error("actor {actor} is not in namespace {namespace:?}")]
+    WrongNamespace {
+        /// The actor.
+        actor: ActorId,
+        /// The runtime's namespace.
+        namespace: String,
+    },
+    /// The runtime is shutting down; no new invocations are accepted.
+    #[error("runtime is shutting down; retry on another node or later")]
+    ShuttingDown,
+    /// Storage failed in a way a retry will not fix.
+    #[error("storage: {0}")]
+    Storage(StorageError),
+}
+
+impl InvokeError {
+    /// Whether the same invocation may succeed if tried again.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            InvokeError::Overloaded { .. }
+                | InvokeError::NotOwner { .. }
+                | InvokeError::Unavailable { .. }
+                | InvokeError::DeadlineExceeded { .. }
+                | InvokeError::ShuttingDown
+        )
+    }
+}
+
+/// Runtime settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// The namespace of actor ids this runtime serves.
+    pub namespace: String,
+    /// Mailbox capacity per actor.
+    pub mailbox_depth: usize,
+    /// Deactivate an actor idle this long.
+    pub idle_timeout: Duration,
+}
+
+impl RuntimeConfig {
+    /// Defaults from `kelpie-core` limits for `namespace`.
+    pub fn new(namespace: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.into(),
+            mailbox_depth: kelpie_core::limits::MAILBOX_DEPTH_DEFAULT,
+            idle_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Counters, for tests and metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeStats {
+    /// Activations started.
+    pub activations: u64,
+    /// Deactivations completed.
+    pub deactivations: u64,
+    /// Invocations handled (replayed ones included).
+    pub handled: u64,
+    /// Journal entries replayed at activation.
+    pub replayed: u64,
+    /// Handler panics caught.
+    pub panics: u64,
+}
+
+/// What a mailbox carries: an encoded invocation.
+struct Envelope {
+    message: Bytes,
+    idempotency_key: Option<String>,
+    reply: oneshot::Sender<Result<Bytes, InvokeError>>,
+    /// A wake-up from [`Runtime::shutdown`], not an invocation.
+    shutdown: bool,
+}
+
+#[derive(Clone)]
+enum Slot {
+    Active {
+        sender: mpsc::Sender<Envelope>,
+        generation: u64,
+    },
+    Draining,
+}
+
+/// What the journal stores as an invocation's result.
+#[derive(Serialize, Deserialize)]
+enum Outcome {
+    Reply(Vec<u8>),
+    Failed(HandlerError),
+    Panicked(String),
+}
+
+struct Inner<A: Actor> {
+    env: NodeEnv,
+    actor: A,
+    store: Store,
+    journal: Journal,
+    ownership: Arc<OwnershipDriver>,
+    config: RuntimeConfig,
+    registry: Mutex<BTreeMap<ActorId, Slot>>,
+    next_generation: AtomicU64,
+    shutting_down: AtomicBool,
+    stats: Mutex<RuntimeStats>,
+}
+
+/// A node's runtime for one actor type. Cheap to clone.
+pub struct Runtime<A: Actor> {
+    inner: Arc<Inner<A>>,
+}
+
+impl<A: Actor> Clone for Runtime<A> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+fn codec(error: impl std::fmt::Display) -> InvokeError {
+    InvokeError::Codec {
+        reason: error.to_string(),
+    }
+}
+
+impl<A: Actor> Runtime<A> {
+    /// A runtime serving `actor` for ids in `config.namespace`, over `store`
+    /// (shared by every node that may own these actors) and `ownership`.
+    pub fn new(env: NodeEnv, actor: A, store: Store, ownership: Arc<OwnershipDriver>, config: RuntimeConfig) -> Self {
+        let journal = Journal::new(
+            store.clone(),
+            env.clock.clone(),
+            kelpie_storage::journal::IDEMPOTENCY_RETENTION_DEFAULT,
+        );
+        Self {
+            inner: Arc::new(Inner {
+                env,
+                actor,
+                store,
+                journal,
+                ownership,
+                config,
+                registry: Mutex::new(BTreeMap::new()),
+                next_generation: AtomicU64::new(1),
+                shutting_down: AtomicBool::new(false),
+                stats: Mutex::new(RuntimeStats::default()),
+            }),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> RuntimeStats {
+        *self.inner.stats()
+    }
+
+    /// Actors active on this node now.
+    pub fn active(&self) -> Vec<ActorId> {
+        self.inner.registry().keys().cloned().collect()
+    }
+
+    /// Sends `message` to `actor` and waits for the reply.
+    ///
+    /// Cancellation: dropping the future abandons the wait; an invocation
+    /// already accepted by the actor still runs (and, with an idempotency
+    /// key, a retry returns its result).
+    pub async fn invoke(
+        &self,
+        actor: &ActorId,
+        message: A::Message,
+        options: InvokeOptions,
+    ) -> Result<A::Reply, InvokeError> {
+        if actor.namespace() != self.inner.config.namespace {
+            return Err(InvokeError::WrongNamespace {
+                actor: actor.clone(),
+                namespace: self.inner.config.namespace.clone(),
+            });
+        }
+        let encoded = Bytes::from(serde_json::to_vec(&message).map_err(codec)?);
+        let clock = self.inner.env.clock.clone();
+        let deadline_ms = u64::try_from(options.deadline.as_millis()).unwrap_or(u64::MAX);
+        let attempt = async {
+            loop {
+                if self.inner.shutting_down.load(Ordering::SeqCst) {
+                    return Err(InvokeError::ShuttingDown);
+                }
+                let (reply, answer) = oneshot::channel();
+                let envelope = Envelope {
+                    message: encoded.clone(),
+                    idempotency_key: options.idempotency_key.clone(),
+                    reply,
+                    shutdown: false,
+                };
+                match self.deliver(actor, envelope) {
+                    Delivery::Accepted => {
+                        return match answer.await {
+                            Ok(result) => result,
+                            // The actor task died with the message: nothing was acknowledged.
+                            Err(_) => Err(InvokeError::Unavailable {
+                                actor: actor.clone(),
+                                reason: "actor task stopped".to_string(),
+                            }),
+                        };
+                    }
+                    Delivery::Full => return Err(InvokeError::Overloaded { actor: actor.clone() }),
+                    // Deactivating: wait for the drain to finish, then activate anew.
+                    Delivery::Busy => clock.sleep(Duration::from_millis(1)).await,
+                }
+            }
+        };
+        let reply = match kelpie_core::clock::timeout(clock.as_ref(), options.deadline, attempt).await {
+            Ok(result) => result?,
+            Err(_) => return Err(InvokeError::DeadlineExceeded { deadline_ms }),
+        };
+        serde_json::from_slice(&reply).map_err(codec)
+    }
+
+    fn deliver(&self, actor: &ActorId, envelope: Envelope) -> Delivery {
+        let mut registry = self.inner.registry();
+        let slot = registry.get(actor).cloned();
+        let sender = match slot {
+            Some(Slot::Draining) => return Delivery::Busy,
+            Some(Slot::Active { sender, .. }) if !sender.is_closed() => sender,
+            _ => {
+                let (sender, receiver) = mpsc::channel(self.inner.config.mailbox_depth.max(1));
+                let generation = self.inner.next_generation.fetch_add(1, Ordering::SeqCst);
+                registry.insert(
+                    actor.clone(),
+                    Slot::Active {
+                        sender: sender.clone(),
+                        generation,
+                    },
+                );
+                let inner = self.inner.clone();
+                let actor = actor.clone();
+                let _task = self.inner.env.spawner.spawn(
+                    "actor",
+                    Box::pin(async move { inner.run_actor(actor, receiver, generation).await }),
+                );
+                sender
+            }
+        };
+        drop(registry);
+        match sender.try_send(envelope) {
+            Ok(()) => Delivery::Accepted,
+            Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
+            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Busy,
+        }
+    }
+
+    /// Stops accepting invocations (they fail with
+    /// [`InvokeError::ShuttingDown`]) and deactivates every actor after its
+    /// accepted messages are handled. Returns when all are deactivated.
+    pub async fn shutdown(&self) {
+        self.inner.shutting_down.store(true, Ordering::SeqCst);
+        loop {
+            let active: Vec<mpsc::Sender<Envelope>> = self
+                .inner
+                .registry()
+                .values()
+                .filter_map(|slot| match slot {
+                    Slot::Active { sender, .. } => Some(sender.clone()),
+                    Slot::Draining => None,
+                })
+                .collect();
+            // Wake each idle actor so it sees the shutdown and deactivates.
+            for sender in active {
+                let (reply, _ignored) = oneshot::channel();
+                let _ = sender.try_send(Envelope {
+                    message: Bytes::new(),
+                    idempotency_key: None,
+                    reply,
+                    shutdown: true,
+                });
+            }
+            if self.inner.registry().is_empty() {
+                return;
+            }
+            self.inner.env.clock.sleep(Duration::from_millis(1)).await;
+        }
+    }
+}
+
+enum Delivery {
+    Accepted,
+    Full,
+    Busy,
+}
+
+impl<A: Actor> Inner<A> {
+    fn registry(&self) -> MutexGuard<'_, BTreeMap<ActorId, Slot>> {
+        // Registry updates are single map operations: a poisoned lock still
+        // guards a consistent map.
+        self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn stats(&self) -> MutexGuard<'_, RuntimeStats> {
+        self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn deregister(&self, actor: &ActorId, generation: u64) {
+        let mut registry = self.registry();
+        match registry.get(actor) {
+            Some(Slot::Active {
+                generation: current, ..
+            }) if *current != generation => {}
+            _ => {
+                registry.remove(actor);
+            }
+        }
+    }
+
+    fn load_state(&self, actor: &ActorId) -> Result<A::State, InvokeError> {
+        let mut txn = self.store.begin().map_err(InvokeError::Storage)?;
+        match txn.get(actor, STATE_KEY).map_err(InvokeError::Storage)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(codec),
+            None => Ok(A::State::default()),
+        }
+    }
+
+    async fn activate(&self, actor: &ActorId) -> Result<(FencingToken, A::State), InvokeError> {
+        let token = match self.ownership.serving_token(actor) {
+            Some(token) => token,
+            None => self.ownership.claim(actor).await.map_err(|error| match error {
+                ClaimError::OwnedElsewhere { owner } => InvokeError::NotOwner {
+                    actor: actor.clone(),
+                    owner,
+                },
+                other => InvokeError::Unavailable {
+                    actor: actor.clone(),
+                    reason: other.to_string(),
+                },
+            })?,
+        };
+        install_fence(&self.store, actor, token)
+            .await
+            .map_err(|error| InvokeError::Unavailable {
+                actor: actor.clone(),
+                reason: error.to_string(),
+            })?;
+        let state = self.load_state(actor)?;
+        Ok((token, state))
+    }
+
+    async fn run_actor(self: Arc<Self>, actor: ActorId, mut mailbox: mpsc::Receiver<Envelope>, generation: u64) {
+        self.stats().activations += 1;
+        let (token, mut state) = match self.activate(&actor).await {
+            Ok(activated) => activated,
+            Err(error) => {
+                mailbox.close();
+                while let Some(envelope) = mailbox.recv().await {
+                    let _ = envelope.reply.send(Err(error.clone()));
+                }
+                self.deregister(&actor, generation);
+                return;
+            }
+        };
+        // Replay what a crash left pending, in order, before anything new.
+        match self.journal.pending(&actor) {
+            Ok(pending) => {
+                for entry in pending {
+                    self.stats().replayed += 1;
+                    if let Err(error) = self.execute(&actor, token, &mut state, entry).await {
+                        tracing::warn!(%actor, %error, "replay failed; deactivating");
+                        self.finish(&actor, mailbox, generation, Some(error)).await;
+                        return;
+                    }
+                }
+            }
+            Err(error) => {
+                self.finish(&actor, mailbox, generation, Some(InvokeError::Storage(error)))
+                    .await;
+                return;
+            }
+        }
+        let idle = self.config.idle_timeout;
+        loop {
+            let next = Box::pin(mailbox.recv());
+            let timer = self.env.clock.sleep(idle);
+            let envelope = match futures::future::select(next, timer).await {
+                Either::Left((Some(envelope), _)) if !envelope.shutdown => envelope,
+                // Shutdown, or idle: deactivate.
+                Either::Left(_) | Either::Right(_) => break,
+            };
+            if self.ownership.serving_token(&actor) != Some(token) {
+                let error = InvokeError::Unavailable {
+                    actor: actor.clone(),
+                    reason: "this node stopped owning the actor (self-fenced)".to_string(),
+                };
+                let _ = envelope.reply.send(Err(error.clone()));
+                self.finish(&actor, mailbox, generation, Some(error)).await;
+                return;
+            }
+            let result = self
+                .invoke_once(&actor, token, &mut state, envelope.message, envelope.idempotency_key)
+                .await;
+            let fenced = matches!(&result, Err(InvokeError::Storage(StorageError::FencingRejected { .. })));
+            let _ = envelope.reply.send(result);
+            if fenced {
+                let error = InvokeError::Unavailable {
+                    actor: actor.clone(),
+                    reason: "fenced by a newer owner".to_string(),
+                };
+                self.finish(&actor, mailbox, generation, Some(error)).await;
+                return;
+            }
+        }
+        self.finish(&actor, mailbox, generation, None).await;
+    }
+
+    /// Deactivates: closes the mailbox, then either handles every message
+    /// already accepted (graceful) or bounces them with `error`, releases
+    /// the actor and deregisters.
+    async fn finish(
+        &self,
+        actor: &ActorId,
+        mut mailbox: mpsc::Receiver<Envelope>,
+        generation: u64,
+        error: Option<InvokeError>,
+    ) {
+        {
+            let mut registry = self.registry();
+            if matches!(registry.get(actor), Some(Slot::Active { generation: current, .. }) if *current == generation) {
+                registry.insert(actor.clone(), Slot::Draining);
+            }
+        }
+        mailbox.close();
+        // Graceful: accepted messages are handled, never dropped (while
+        // this node still owns the actor; otherwise they are bounced below).
+        let serving = if error.is_none() {
+            self.ownership.serving_token(actor)
+        } else {
+            None
+        };
+        if let Some(token) = serving {
+            if let Ok(mut state) = self.load_state(actor) {
+                while let Some(envelope) = mailbox.recv().await {
+                    if envelope.shutdown {
+                        continue;
+                    }
+                    let result = self
+                        .invoke_once(actor, token, &mut state, envelope.message, envelope.idempotency_key)
+                        .await;
+                    let _ = envelope.reply.send(result);
+                }
+            }
+        }
+        let bounce = error.unwrap_or_else(|| InvokeError::Unavailable {
+            actor: actor.clone(),
+            reason: "actor deactivated".to_string(),
+        });
+        while let Some(envelope) = mailbox.recv().await {
+            let _ = envelope.reply.send(Err(bounce.clone()));
+        }
+        self.ownership.release(actor);
+        self.stats().deactivations += 1;
+        self.registry().remove(actor);
+    }
+
+    /// One invocation: journaled if it has an idempotency key.
+    async fn invoke_once(
+        &self,
+        actor: &ActorId,
+        token: FencingToken,
+        state: &mut A::State,
+        message: Bytes,
+        idempotency_key: Option<String>,
+    ) -> Result<Bytes, InvokeError> {
+        let Some(key) = idempotency_key else {
+            return self.run_handler(actor, token, state, message, None).await;
+        };
+        let appended = self
+            .journal
+            .append(actor, Some(&key), message, Some(token.0))
+            .await
+            .map_err(|error| self.storage_error(actor, error))?;
+        match appended {
+            AppendOutcome::Appended(entry) => self.execute(actor, token, state, entry).await,
+            AppendOutcome::Duplicate {
+                status: EntryStatus::Completed { result },
+                ..
+            } => decode_outcome(&result),
+            AppendOutcome::Duplicate { sequence, .. } => {
+                // Pending: a crash or an error interrupted it; run it now.
+                let entries = self.journal.pending(actor).map_err(InvokeError::Storage)?;
+                match entries.into_iter().find(|entry| entry.sequence == sequence) {
+                    Some(entry) => self.execute(actor, token, state, entry).await,
+                    None => Err(InvokeError::Unavailable {
+                        actor: actor.clone(),
+                        reason: "duplicate invocation completed concurrently".to_string(),
+                    }),
+                }
+            }
+        }
+    }
+
+    fn storage_error(&self, actor: &ActorId, error: StorageError) -> InvokeError {
+        if error.is_retryable() {
+            InvokeError::Unavailable {
+                actor: actor.clone(),
+                reason: error.to_string(),
+            }
+        } else {
+            InvokeError::Storage(error)
+        }
+    }
+
+    /// Runs a journal entry and commits its completion with the state.
+    async fn execute(
+        &self,
+        actor: &ActorId,
+        token: FencingToken,
+        state: &mut A::State,
+        entry: JournalEntry,
+    ) -> Result<Bytes, InvokeError> {
+        let message = entry.payload.clone();
+        self.run_handler(actor, token, state, message, Some(entry)).await
+    }
+
+    async fn run_handler(
+        &self,
+        actor: &ActorId,
+        token: FencingToken,
+        state: &mut A::State,
+        message: Bytes,
+        entry: Option<JournalEntry>,
+    ) -> Result<Bytes, InvokeError> {
+        self.stats().handled += 1;
+        let decoded: A::Message = serde_json::from_slice(&message).map_err(codec)?;
+        let mut txn = self.store.begin().map_err(InvokeError::Storage)?;
+        let mut next = state.clone();
+        let now = self.env.clock.now_monotonic();
+        let outcome = {
+            let mut ctx = ActorContext {
+                actor,
+                txn: &mut txn,
+                now,
+            };
+            AssertUnwindSafe(self.actor.handle(&mut ctx, &mut next, decoded))
+                .catch_unwind()
+                .await
+        };
+        let (outcome, changed) = match outcome {
+            Ok(Ok(reply)) => (Outcome::Reply(serde_json::to_vec(&reply).map_err(codec)?), true),
+            Ok(Err(error)) => (Outcome::Failed(error), false),
+            Err(payload) => {
+                self.stats().panics += 1;
+                let message = kelpie_core::spawn::panic_message(payload.as_ref());
+                tracing::warn!(%actor, %message, "handler panicked; state reloaded");
+                // The handler may have written through ctx: start clean.
+                txn = self.store.begin().map_err(InvokeError::Storage)?;
+                *state = self.load_state(actor)?;
+                (Outcome::Panicked(message), false)
+            }
+        };
+        if !changed {
+            txn = self.store.begin().map_err(InvokeError::Storage)?;
+        }
+        let encoded_outcome = Bytes::from(serde_json::to_vec(&outcome).map_err(codec)?);
+        if changed {
+            let bytes = serde_json::to_vec(&next).map_err(codec)?;
+            txn.put(actor, STATE_KEY, Bytes::from(bytes))
+                .map_err(InvokeError::Storage)?;
+        }
+        if let Some(entry) = &entry {
+            self.journal
+                .complete(&mut txn, entry, encoded_outcome.clone())
+                .map_err(InvokeError::Storage)?;
+        }
+        if !cfg!(feature = "bug-runtime-unfenced-commit") {
+            txn.require_fence(actor, token.to_bytes());
+        }
+        match txn.commit().await {
+            Ok(_) => {
+                if changed {
+                    *state = next;
+                }
+                decode_outcome(&encoded_outcome)
+            }
+            Err(error) => {
+                // Nothing applied: keep the state as durable storage has it.
+                if let Ok(durable) = self.load_state(actor) {
+                    *state = durable;
+                }
+                match error {
+                    StorageError::FencingRejected { .. } => Err(InvokeError::Storage(error)),
+                    other => Err(self.storage_error(actor, other)),
+                }
+            }
+        }
+    }
+}
+
+fn decode_outcome(bytes: &[u8]) -> Result<Bytes, InvokeError> {
+    match serde_json::from_slice::<Outcome>(bytes).map_err(codec)? {
+        Outcome::Reply(reply) => Ok(Bytes::from(reply)),
+        Outcome::Failed(error) => Err(InvokeError::Handler(error)),
+        Outcome::Panicked(message) => Err(InvokeError::HandlerPanicked { message }),
+    }
+}
