@@ -2,8 +2,9 @@
 # The test command. Does its own set-up on a fresh machine, then runs every
 # test, then the bug-switch matrix (each switch built in must be caught).
 #
-#   DST_SEEDS=k   run k seeds in the simulation sweeps (default per test)
-#   DST_SEED=n    replay seed n
+#   DST_SEEDS=k          run k seeds in the simulation sweeps (default per test)
+#   DST_SEED=n           replay seed n
+#   DST_RUNTIME_SEEDS=k  seeds of the release-mode runtime sweep (default 1000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,6 +15,11 @@ fi
 
 echo "== cargo test (workspace)"
 cargo test --workspace --locked --exclude kelpie-bench
+
+echo "== simulation sweeps (release): ${DST_RUNTIME_SEEDS:-1000} seeds of the actor runtime"
+# The 3-node runtime scenario (single activation, fencing, graceful
+# deactivation, linearizable histories, liveness after faults stop).
+DST_SEEDS="${DST_RUNTIME_SEEDS:-1000}" cargo test --release --locked -p kelpie-dst --test runtime -- --nocapture
 
 echo "== bug-switch matrix"
 # Each switch re-creates a known defect; its test asserts the simulator
@@ -29,7 +35,10 @@ for switch in \
     bug-ownership-acquire-without-compare \
     bug-ownership-lookup-then-claim \
     bug-ownership-no-self-fencing-margin \
-    bug-ownership-unfenced-commit; do
+    bug-ownership-unfenced-commit \
+    bug-ownership-renew-without-holder-check \
+    bug-runtime-unfenced-commit \
+    bug-runtime-drop-on-deactivate; do
     echo "-- $switch"
     cargo test --locked -p kelpie-dst --features "$switch" --test bug_switches
 done

@@ -10,6 +10,7 @@
 
 use kelpie_dst::scenarios::heartbeat::HeartbeatScenario;
 use kelpie_dst::scenarios::ownership::OwnershipScenario;
+use kelpie_dst::scenarios::runtime::RuntimeScenario;
 use kelpie_dst::scenarios::storage::StorageScenario;
 use kelpie_dst::SimFailure;
 
@@ -26,6 +27,10 @@ fn storage(seed: u64) -> Result<(), Box<SimFailure>> {
 
 fn ownership(seed: u64) -> Result<(), Box<SimFailure>> {
     OwnershipScenario::default().run(seed).map(|_| ())
+}
+
+fn runtime(seed: u64) -> Result<(), Box<SimFailure>> {
+    RuntimeScenario::default().run(seed).map(|_| ())
 }
 
 /// Finds the first seed that fails, asserts it names `invariant`, and that
@@ -123,6 +128,24 @@ fn bug_ownership_unfenced_commit_is_caught() {
     assert_caught("bug-ownership-unfenced-commit", ownership, "NoZombieWrite");
 }
 
+#[cfg(feature = "bug-ownership-renew-without-holder-check")]
+#[test]
+fn bug_ownership_renew_without_holder_check_is_caught() {
+    assert_caught("bug-ownership-renew-without-holder-check", runtime, "SingleActivation");
+}
+
+#[cfg(feature = "bug-runtime-unfenced-commit")]
+#[test]
+fn bug_runtime_unfenced_commit_is_caught() {
+    assert_caught("bug-runtime-unfenced-commit", runtime, "NoZombieWrite");
+}
+
+#[cfg(feature = "bug-runtime-drop-on-deactivate")]
+#[test]
+fn bug_runtime_drop_on_deactivate_is_caught() {
+    assert_caught("bug-runtime-drop-on-deactivate", runtime, "GracefulDeactivation");
+}
+
 #[cfg(not(any(
     feature = "bug-incarnation-no-fsync",
     feature = "bug-heartbeat-accept-stale-incarnation",
@@ -135,6 +158,9 @@ fn bug_ownership_unfenced_commit_is_caught() {
     feature = "bug-ownership-lookup-then-claim",
     feature = "bug-ownership-no-self-fencing-margin",
     feature = "bug-ownership-unfenced-commit",
+    feature = "bug-ownership-renew-without-holder-check",
+    feature = "bug-runtime-unfenced-commit",
+    feature = "bug-runtime-drop-on-deactivate",
 )))]
 #[test]
 fn without_a_switch_the_search_seeds_pass() {
@@ -148,6 +174,9 @@ fn without_a_switch_the_search_seeds_pass() {
             panic!("{failure}");
         }
         if let Err(failure) = ownership(seed) {
+            panic!("{failure}");
+        }
+        if let Err(failure) = runtime(seed) {
             panic!("{failure}");
         }
     }

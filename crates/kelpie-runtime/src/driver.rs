@@ -132,9 +132,18 @@ impl OwnershipDriver {
                     )),
                     Event::Fenced { actor, token } => {
                         tracing::info!(node = %self.env.node_id, %actor, ?token, "self-fenced");
+                        deliveries.push((
+                            shared.waiters.remove(&actor).unwrap_or_default(),
+                            Err(ClaimError::Unavailable),
+                        ));
                         fenced.push((actor, token));
                     }
-                    Event::Released { .. } => {}
+                    // A claim that arrived while the actor was being released
+                    // is answered: the caller claims again.
+                    Event::Released { actor } => deliveries.push((
+                        shared.waiters.remove(&actor).unwrap_or_default(),
+                        Err(ClaimError::Unavailable),
+                    )),
                 }
             }
             shared.fenced.retain(|sender| !sender.is_closed());
@@ -204,7 +213,13 @@ impl OwnershipDriver {
         let (sender, receiver) = oneshot::channel();
         self.lock().waiters.entry(actor.clone()).or_default().push(sender);
         self.step(Input::Claim { actor: actor.clone() });
-        receiver.await.unwrap_or(Err(ClaimError::Unavailable))
+        // Bounded: a claim the core cannot act on yet (say, the actor is
+        // owned but its session is being renewed) is answered within a TTL.
+        let wait = self.tick * 20;
+        match kelpie_core::clock::timeout(self.env.clock.as_ref(), wait, receiver).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) | Err(_) => Err(ClaimError::Unavailable),
+        }
     }
 
     /// The token to serve `actor` with now, if this node may serve it.

@@ -440,6 +440,11 @@ impl Ownership {
         let actors = std::mem::take(&mut self.actors);
         for (actor, claim) in actors {
             match claim {
+                // Bug: keep believing in ownership across the session loss;
+                // the next session re-binds it without claiming again.
+                ActorClaim::Owned { .. } if cfg!(feature = "bug-ownership-renew-without-holder-check") => {
+                    self.actors.insert(actor, claim);
+                }
                 ActorClaim::Owned { token, .. } => out.events.push(Event::Fenced { actor, token }),
                 ActorClaim::Waiting => {
                     self.actors.insert(actor, ActorClaim::Waiting);
@@ -487,6 +492,13 @@ impl Ownership {
                         last_renew_sent: sent_at,
                         renewing: false,
                     };
+                    if cfg!(feature = "bug-ownership-renew-without-holder-check") {
+                        for claim in self.actors.values_mut() {
+                            if let ActorClaim::Owned { lease: owned_under, .. } = claim {
+                                *owned_under = lease;
+                            }
+                        }
+                    }
                     let waiting: Vec<ActorId> = self
                         .actors
                         .iter()
@@ -518,7 +530,7 @@ impl Ownership {
                 }
             }
             Input::TxnAnswered { request, response } => self.answered(request, response, now, &mut out),
-            Input::Failed { request, failure } => self.failed(request, failure, &mut out),
+            Input::Failed { request, failure } => self.failed(request, failure, now, &mut out),
         }
         out
     }
@@ -634,7 +646,7 @@ impl Ownership {
         }
     }
 
-    fn failed(&mut self, request: RequestId, failure: Failure, out: &mut Output) {
+    fn failed(&mut self, request: RequestId, failure: Failure, now: MonotonicInstant, out: &mut Output) {
         match self.pending.remove(&request) {
             Some(Pending::Grant { .. }) if self.session == Session::Granting => self.session = Session::None,
             Some(Pending::Grant { .. }) => {}
@@ -649,6 +661,9 @@ impl Ownership {
                     if live == lease {
                         if failure == Failure::LeaseNotFound {
                             self.lose_session(out);
+                            if !self.actors.is_empty() {
+                                self.ensure_session(now, out);
+                            }
                         } else {
                             self.session = Session::Live {
                                 lease,

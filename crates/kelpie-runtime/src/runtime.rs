@@ -46,6 +46,9 @@ use crate::ownership::FencingToken;
 
 /// The storage key of an actor's state.
 pub const STATE_KEY: &[u8] = b"__state";
+/// The storage key holding the fencing token of the last commit (so every
+/// commit's token is observable, for audits and the simulator).
+pub const TOKEN_KEY: &[u8] = b"__token";
 
 /// An error a handler returns: an application-level failure, recorded as
 /// the invocation's result (a retry with the same idempotency key gets it
@@ -253,6 +256,10 @@ pub struct RuntimeStats {
     pub replayed: u64,
     /// Handler panics caught.
     pub panics: u64,
+    /// Messages accepted into a mailbox.
+    pub accepted: u64,
+    /// Accepted messages answered (handled or bounced).
+    pub answered: u64,
 }
 
 /// What a mailbox carries: an encoded invocation.
@@ -431,7 +438,10 @@ impl<A: Actor> Runtime<A> {
         };
         drop(registry);
         match sender.try_send(envelope) {
-            Ok(()) => Delivery::Accepted,
+            Ok(()) => {
+                self.inner.stats().accepted += 1;
+                Delivery::Accepted
+            }
             Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
             Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Busy,
         }
@@ -487,6 +497,12 @@ impl<A: Actor> Inner<A> {
         self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
+    /// Replies to an accepted message.
+    fn answer(&self, reply: oneshot::Sender<Result<Bytes, InvokeError>>, result: Result<Bytes, InvokeError>) {
+        self.stats().answered += 1;
+        let _ = reply.send(result);
+    }
+
     fn deregister(&self, actor: &ActorId, generation: u64) {
         let mut registry = self.registry();
         match registry.get(actor) {
@@ -538,7 +554,7 @@ impl<A: Actor> Inner<A> {
             Err(error) => {
                 mailbox.close();
                 while let Some(envelope) = mailbox.recv().await {
-                    let _ = envelope.reply.send(Err(error.clone()));
+                    self.answer(envelope.reply, Err(error.clone()));
                 }
                 self.deregister(&actor, generation);
                 return;
@@ -576,7 +592,7 @@ impl<A: Actor> Inner<A> {
                     actor: actor.clone(),
                     reason: "this node stopped owning the actor (self-fenced)".to_string(),
                 };
-                let _ = envelope.reply.send(Err(error.clone()));
+                self.answer(envelope.reply, Err(error.clone()));
                 self.finish(&actor, mailbox, generation, Some(error)).await;
                 return;
             }
@@ -584,7 +600,7 @@ impl<A: Actor> Inner<A> {
                 .invoke_once(&actor, token, &mut state, envelope.message, envelope.idempotency_key)
                 .await;
             let fenced = matches!(&result, Err(InvokeError::Storage(StorageError::FencingRejected { .. })));
-            let _ = envelope.reply.send(result);
+            self.answer(envelope.reply, result);
             if fenced {
                 let error = InvokeError::Unavailable {
                     actor: actor.clone(),
@@ -630,7 +646,7 @@ impl<A: Actor> Inner<A> {
                     let result = self
                         .invoke_once(actor, token, &mut state, envelope.message, envelope.idempotency_key)
                         .await;
-                    let _ = envelope.reply.send(result);
+                    self.answer(envelope.reply, result);
                 }
             }
         }
@@ -639,7 +655,14 @@ impl<A: Actor> Inner<A> {
             reason: "actor deactivated".to_string(),
         });
         while let Some(envelope) = mailbox.recv().await {
-            let _ = envelope.reply.send(Err(bounce.clone()));
+            if envelope.shutdown {
+                continue;
+            }
+            if cfg!(feature = "bug-runtime-drop-on-deactivate") {
+                drop(envelope);
+                continue;
+            }
+            self.answer(envelope.reply, Err(bounce.clone()));
         }
         self.ownership.release(actor);
         self.stats().deactivations += 1;
@@ -749,6 +772,8 @@ impl<A: Actor> Inner<A> {
         if changed {
             let bytes = serde_json::to_vec(&next).map_err(codec)?;
             txn.put(actor, STATE_KEY, Bytes::from(bytes))
+                .map_err(InvokeError::Storage)?;
+            txn.put(actor, TOKEN_KEY, token.to_bytes())
                 .map_err(InvokeError::Storage)?;
         }
         if let Some(entry) = &entry {

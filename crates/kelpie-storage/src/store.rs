@@ -91,7 +91,12 @@ pub struct StoreStats {
     pub batches: u64,
 }
 
+/// Sees every applied commit, in commit order: its version and its writes
+/// (raw key to value; `None` deletes). For audits and the simulator.
+pub type CommitObserver = Arc<dyn Fn(u64, &BTreeMap<Vec<u8>, Option<Bytes>>) + Send + Sync>;
+
 struct StoreInner {
+    observer: Mutex<Option<CommitObserver>>,
     engine: Arc<dyn Engine>,
     stats: Mutex<StoreStats>,
     occ: Mutex<OccState>,
@@ -161,6 +166,7 @@ impl Store {
             engine,
             occ: Mutex::new(OccState::default()),
             stats: Mutex::new(StoreStats::default()),
+            observer: Mutex::new(None),
             queue: Mutex::new(Some(sender)),
         });
         let committer = Committer {
@@ -204,6 +210,16 @@ impl Store {
     /// `commits` under concurrency.
     pub fn stats(&self) -> StoreStats {
         *self.inner.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Calls `observer` for every commit applied from now on, in commit
+    /// order, before the committer answers it.
+    pub fn observe_commits(&self, observer: CommitObserver) {
+        *self
+            .inner
+            .observer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(observer);
     }
 
     /// Whether commits survive a crash.
@@ -599,7 +615,16 @@ impl Committer {
                 answers.push((request, answer));
             }
         }
+        let observer = self
+            .inner
+            .observer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone();
         for (request, answer) in answers {
+            if let (Some(observer), Ok(info)) = (&observer, &answer) {
+                observer(info.version, &request.writes);
+            }
             let CommitRequest { active, reply, .. } = request;
             drop(active);
             let _ = reply.send(answer);

@@ -2,4 +2,5 @@
 
 pub mod heartbeat;
 pub mod ownership;
+pub mod runtime;
 pub mod storage;

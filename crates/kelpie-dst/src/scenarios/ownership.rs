@@ -278,11 +278,25 @@ async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize
     }
 }
 
-fn check_single_activation(view: &WorldView<'_, OwnershipNode>) -> Result<(), String> {
+/// A simulated node that runs an ownership driver.
+pub trait HasOwnership: Send + Sync + 'static {
+    /// The node's driver.
+    fn driver(&self) -> &Arc<OwnershipDriver>;
+}
+
+impl HasOwnership for OwnershipNode {
+    fn driver(&self) -> &Arc<OwnershipDriver> {
+        &self.driver
+    }
+}
+
+/// `SingleActivation`: at most one node believes, on its own clock, that it
+/// may serve each actor.
+pub fn check_single_activation<N: HasOwnership>(view: &WorldView<'_, N>) -> Result<(), String> {
     let mut believers: BTreeMap<ActorId, Vec<(NodeId, FencingToken)>> = BTreeMap::new();
     for node in view.nodes {
         let Some(state) = &node.state else { continue };
-        for (actor, token) in state.driver.serving() {
+        for (actor, token) in state.driver().serving() {
             believers.entry(actor).or_default().push((node.id.clone(), token));
         }
     }
@@ -292,11 +306,13 @@ fn check_single_activation(view: &WorldView<'_, OwnershipNode>) -> Result<(), St
     }
 }
 
-fn check_lease_uniqueness(view: &WorldView<'_, OwnershipNode>) -> Result<(), String> {
+/// `LeaseUniqueness`: at most one node holds each actor under a session
+/// lease that is alive in the coordination store.
+pub fn check_lease_uniqueness<N: HasOwnership>(view: &WorldView<'_, N>) -> Result<(), String> {
     let mut holders: BTreeMap<ActorId, Vec<NodeId>> = BTreeMap::new();
     for node in view.nodes {
         let Some(state) = &node.state else { continue };
-        for (actor, _, lease) in state.driver.owned_with_lease() {
+        for (actor, _, lease) in state.driver().owned_with_lease() {
             if view.coordination.lease_alive(lease) {
                 holders.entry(actor).or_default().push(node.id.clone());
             }
@@ -308,7 +324,8 @@ fn check_lease_uniqueness(view: &WorldView<'_, OwnershipNode>) -> Result<(), Str
     }
 }
 
-fn stored_fence(store: &Store, actor: &ActorId) -> Option<u64> {
+/// An actor's fencing token in `store`.
+pub fn stored_fence(store: &Store, actor: &ActorId) -> Option<u64> {
     let mut txn = store.begin().ok()?;
     let bytes = txn.fence_token(actor).ok()??;
     let array: [u8; 8] = bytes.as_ref().try_into().ok()?;
@@ -400,7 +417,7 @@ impl Default for OwnershipScenario {
         // Clocks drift up to 9% either way: just inside the 100 ms per 1 s
         // TTL bound configured below, so the margin is what keeps it safe.
         faults.clock_skew_ppm_max = 90_000;
-        faults.quiet_after = Some(Duration::from_secs(8));
+        faults.quiet_after = Some(Duration::from_secs(7));
         Self {
             nodes: 3,
             clients: 3,
@@ -412,7 +429,7 @@ impl Default for OwnershipScenario {
                 Duration::from_millis(100),
             )
             .expect("valid timing"),
-            max_virtual_time: Duration::from_secs(12),
+            max_virtual_time: Duration::from_secs(14),
         }
     }
 }
@@ -432,7 +449,12 @@ impl OwnershipScenario {
         let ghost: SharedGhost = Arc::default();
         let config = self.config;
         let nodes = self.nodes;
-        let quiet = self.faults.quiet_after.unwrap_or(self.max_virtual_time) + config.lease_ttl() * 2;
+        let longest_fault = self
+            .faults
+            .pause_max
+            .max(self.faults.partition_max)
+            .max(self.faults.crash_downtime_max);
+        let quiet = self.faults.quiet_after.unwrap_or(self.max_virtual_time) + longest_fault + config.lease_ttl() * 2;
         let boot_ghost = ghost.clone();
         let mut simulation = Simulation::new(seed)
             .nodes(self.nodes, move |env| {

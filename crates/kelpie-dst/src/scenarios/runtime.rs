@@ -1,0 +1,614 @@
+//! The actor runtime (kelpie-runtime) on several nodes sharing one store:
+//! clients invoke counter and register actors with idempotency keys and
+//! retries, while nodes crash, pause past their lease, drift, jump and
+//! partition, and the coordination store times out and loses answers.
+//!
+//! Invariants after every event, from the nodes' real state and the
+//! clients' histories:
+//! - `SingleActivation`, `LeaseUniqueness` (as in the ownership scenario);
+//! - `FencingTokenMonotonic`: an actor's fencing token never decreases;
+//! - `NoZombieWrite`: every applied commit of an actor's state carries a
+//!   token no older than the fence installed before it (audited in commit
+//!   order through the store's commit observer);
+//! - `GracefulDeactivation`: on a running node with no active actor, every
+//!   message ever accepted was answered (handled or bounced);
+//! - `Linearizable`: counter histories — each acknowledged increment has a
+//!   distinct value, values follow real-time order, and none exceeds the
+//!   number of distinct increments issued (exactly-once across retries);
+//!   register histories — a read never returns a value overwritten by a
+//!   write that completed before the read began.
+//!
+//! A liveness phase follows the faults: every actor must be served again.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use kelpie_core::{ActorId, NodeEnv};
+use kelpie_runtime::driver::OwnershipDriver;
+use kelpie_runtime::ownership::OwnershipConfig;
+use kelpie_runtime::runtime::{
+    Actor, ActorContext, HandlerError, InvokeError, InvokeOptions, Runtime, RuntimeConfig, TOKEN_KEY,
+};
+use kelpie_storage::{MemoryEngine, Store};
+use serde::{Deserialize, Serialize};
+
+use super::ownership::{check_lease_uniqueness, check_single_activation, stored_fence, HasOwnership};
+use crate::faults::{FaultConfig, FaultKind};
+use crate::simulation::{HarnessEnv, SimFailure, SimReport, Simulation, WorldView};
+
+/// Invariant names (see the module docs).
+pub const GRACEFUL_DEACTIVATION: &str = "GracefulDeactivation";
+pub use super::ownership::{
+    FENCING_TOKEN_MONOTONIC, LEASE_UNIQUENESS, LINEARIZABLE, NO_ZOMBIE_WRITE, SINGLE_ACTIVATION,
+};
+
+const COUNTERS: usize = 2;
+const REGISTERS: usize = 2;
+
+/// Simulated handler work (an LLM call, say): a pause landing here turns
+/// the node into a zombie holding an invocation.
+async fn work(clock: &kelpie_core::clock::SharedClock, rng: &kelpie_core::rng::SharedRng) {
+    clock.sleep(Duration::from_millis(rng.in_range(0, 15))).await;
+}
+
+/// A counter actor.
+pub struct CounterActor {
+    clock: kelpie_core::clock::SharedClock,
+    rng: kelpie_core::rng::SharedRng,
+}
+
+/// Counter messages.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum CounterMessage {
+    /// Add one; replies with the new value.
+    Increment,
+}
+
+impl Actor for CounterActor {
+    type State = u64;
+    type Message = CounterMessage;
+    type Reply = u64;
+
+    fn handle<'a>(
+        &'a self,
+        _ctx: &'a mut ActorContext<'_>,
+        state: &'a mut u64,
+        _message: CounterMessage,
+    ) -> BoxFuture<'a, Result<u64, HandlerError>> {
+        Box::pin(async move {
+            work(&self.clock, &self.rng).await;
+            *state += 1;
+            Ok(*state)
+        })
+    }
+}
+
+/// A register actor.
+pub struct RegisterActor {
+    clock: kelpie_core::clock::SharedClock,
+    rng: kelpie_core::rng::SharedRng,
+}
+
+/// Register messages.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum RegisterMessage {
+    /// Write a value; replies with it.
+    Set(String),
+    /// Read the value.
+    Get,
+}
+
+impl Actor for RegisterActor {
+    type State = Option<String>;
+    type Message = RegisterMessage;
+    type Reply = Option<String>;
+
+    fn handle<'a>(
+        &'a self,
+        _ctx: &'a mut ActorContext<'_>,
+        state: &'a mut Option<String>,
+        message: RegisterMessage,
+    ) -> BoxFuture<'a, Result<Option<String>, HandlerError>> {
+        Box::pin(async move {
+            work(&self.clock, &self.rng).await;
+            match message {
+                RegisterMessage::Set(value) => {
+                    *state = Some(value.clone());
+                    Ok(Some(value))
+                }
+                // A read still commits (with the fence), so a stale owner
+                // cannot answer it.
+                RegisterMessage::Get => Ok(state.clone()),
+            }
+        })
+    }
+}
+
+/// One node: its ownership driver and runtimes (once the store exists).
+pub struct RuntimeNode {
+    driver: Arc<OwnershipDriver>,
+    runtimes: Mutex<Option<(Runtime<CounterActor>, Runtime<RegisterActor>)>>,
+}
+
+impl HasOwnership for RuntimeNode {
+    fn driver(&self) -> &Arc<OwnershipDriver> {
+        &self.driver
+    }
+}
+
+impl RuntimeNode {
+    fn runtimes(&self) -> Option<(Runtime<CounterActor>, Runtime<RegisterActor>)> {
+        self.runtimes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Done {
+    Counter(u64),
+    Register(Option<String>),
+}
+
+#[derive(Clone, Debug)]
+struct HistoryEntry {
+    actor: ActorId,
+    write: Option<String>,
+    invoked: Duration,
+    responded: Duration,
+    result: Done,
+}
+
+#[derive(Default)]
+struct Ghost {
+    store: Option<Store>,
+    nodes: BTreeMap<usize, Arc<RuntimeNode>>,
+    history: Vec<HistoryEntry>,
+    issued: BTreeMap<ActorId, u64>,
+    writes_issued: BTreeMap<ActorId, Vec<(String, Duration)>>,
+    served_after_quiet: BTreeMap<ActorId, u64>,
+    /// Fencing token per actor as installed, in commit order (audit).
+    fences: BTreeMap<ActorId, u64>,
+    /// The first commit applied with a token older than the installed fence.
+    zombie_write: Option<String>,
+}
+
+/// Audits one applied commit (called by the store in commit order): a
+/// commit carrying an actor's state token must carry the installed fence.
+fn audit_commit(ghost: &SharedGhost, writes: &BTreeMap<Vec<u8>, Option<bytes::Bytes>>) {
+    let mut ghost = lock(ghost);
+    for (raw, value) in writes {
+        let Some((space, actor, key)) = kelpie_storage::key::split_raw_key(raw) else {
+            continue;
+        };
+        let token = value
+            .as_ref()
+            .and_then(|value| <[u8; 8]>::try_from(value.as_ref()).ok())
+            .map(u64::from_be_bytes);
+        match (space, token) {
+            (kelpie_storage::key::Space::Fence, Some(token)) => {
+                ghost.fences.insert(actor, token);
+            }
+            (kelpie_storage::key::Space::State, Some(token)) if key == TOKEN_KEY => {
+                let fence = ghost.fences.get(&actor).copied().unwrap_or(0);
+                if token < fence && ghost.zombie_write.is_none() {
+                    ghost.zombie_write = Some(format!(
+                        "{actor}: a commit with token {token} was applied after fence {fence} was installed"
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+type SharedGhost = Arc<Mutex<Ghost>>;
+
+fn lock(ghost: &SharedGhost) -> MutexGuard<'_, Ghost> {
+    ghost.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn boot(env: NodeEnv, config: OwnershipConfig, ghost: SharedGhost) -> Arc<RuntimeNode> {
+    let driver = OwnershipDriver::start(env.clone(), config);
+    let node = Arc::new(RuntimeNode {
+        driver: driver.clone(),
+        runtimes: Mutex::new(None),
+    });
+    let index = env
+        .node_id
+        .as_str()
+        .trim_start_matches("node-")
+        .parse::<usize>()
+        .unwrap_or(0);
+    lock(&ghost).nodes.insert(index, node.clone());
+    let handle = node.clone();
+    let spawner = env.spawner.clone();
+    let _boot = spawner.spawn(
+        "runtime-boot",
+        Box::pin(async move {
+            let store = loop {
+                if let Some(store) = lock(&ghost).store.clone() {
+                    break store;
+                }
+                env.clock.sleep(Duration::from_millis(1)).await;
+            };
+            let mut counter = RuntimeConfig::new("counter");
+            counter.idle_timeout = Duration::from_millis(400);
+            counter.mailbox_depth = 16;
+            let mut register = RuntimeConfig::new("register");
+            register.idle_timeout = Duration::from_millis(400);
+            register.mailbox_depth = 16;
+            let counter_actor = CounterActor {
+                clock: env.clock.clone(),
+                rng: env.rng.clone(),
+            };
+            let register_actor = RegisterActor {
+                clock: env.clock.clone(),
+                rng: env.rng.clone(),
+            };
+            let counters = Runtime::new(env.clone(), counter_actor, store.clone(), driver.clone(), counter);
+            let registers = Runtime::new(env.clone(), register_actor, store, driver, register);
+            *handle.runtimes.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some((counters, registers));
+        }),
+    );
+    node
+}
+
+fn actor_for(kind: usize, index: usize) -> ActorId {
+    let namespace = if kind == 0 { "counter" } else { "register" };
+    ActorId::new(namespace, format!("a{index}")).expect("generated id is valid")
+}
+
+fn node_index(id: &kelpie_core::NodeId) -> usize {
+    id.as_str().trim_start_matches("node-").parse().unwrap_or(0)
+}
+
+async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize, quiet: Duration) {
+    let mut sequence = 0u64;
+    loop {
+        sequence += 1;
+        let is_counter = env.rng.chance(1, 2);
+        let index = env.rng.below(if is_counter { COUNTERS } else { REGISTERS } as u64) as usize;
+        let actor = actor_for(if is_counter { 0 } else { 1 }, index);
+        let key = format!("client{client}-{sequence}");
+        let write = (!is_counter && env.rng.chance(1, 2)).then(|| key.clone());
+        let invoked = Duration::from_nanos(env.clock.now_monotonic().as_nanos());
+        {
+            let mut ghost = lock(&ghost);
+            if is_counter {
+                *ghost.issued.entry(actor.clone()).or_insert(0) += 1;
+            }
+            if let Some(value) = &write {
+                ghost
+                    .writes_issued
+                    .entry(actor.clone())
+                    .or_default()
+                    .push((value.clone(), invoked));
+            }
+        }
+        // Increments need exactly-once (keyed, journaled); register writes
+        // are idempotent by value, so they go unjournaled: the fence alone
+        // must stop a zombie's blind write.
+        let options = InvokeOptions {
+            deadline: Duration::from_millis(1_500),
+            idempotency_key: is_counter.then(|| key.clone()),
+        };
+        let mut node = env.rng.below(nodes as u64) as usize;
+        for _attempt in 0..12 {
+            let Some(target) = lock(&ghost).nodes.get(&node).cloned() else {
+                break;
+            };
+            let Some((counters, registers)) = target.runtimes() else {
+                env.clock.sleep(Duration::from_millis(20)).await;
+                node = env.rng.below(nodes as u64) as usize;
+                continue;
+            };
+            let result = if is_counter {
+                counters
+                    .invoke(&actor, CounterMessage::Increment, options.clone())
+                    .await
+                    .map(Done::Counter)
+            } else {
+                let message = match &write {
+                    Some(value) => RegisterMessage::Set(value.clone()),
+                    None => RegisterMessage::Get,
+                };
+                registers
+                    .invoke(&actor, message, options.clone())
+                    .await
+                    .map(Done::Register)
+            };
+            match result {
+                Ok(done) => {
+                    let responded = Duration::from_nanos(env.clock.now_monotonic().as_nanos());
+                    let mut ghost = lock(&ghost);
+                    if responded >= quiet {
+                        *ghost.served_after_quiet.entry(actor.clone()).or_insert(0) += 1;
+                    }
+                    ghost.history.push(HistoryEntry {
+                        actor: actor.clone(),
+                        write: write.clone(),
+                        invoked,
+                        responded,
+                        result: done,
+                    });
+                    break;
+                }
+                Err(InvokeError::NotOwner { owner, .. }) => node = node_index(&owner),
+                // An unjournaled write whose outcome is unknown is not retried:
+                // a retry could run after a later write (at-least-once).
+                Err(InvokeError::DeadlineExceeded { .. } | InvokeError::Unavailable { .. }) if write.is_some() => break,
+                Err(error) if error.is_retryable() => {
+                    env.clock.sleep(Duration::from_millis(env.rng.in_range(5, 50))).await;
+                    node = env.rng.below(nodes as u64) as usize;
+                }
+                Err(_) => break,
+            }
+        }
+        env.clock.sleep(Duration::from_millis(env.rng.in_range(1, 20))).await;
+    }
+}
+
+/// Checks the entries from `from` on against the whole history.
+fn check_history(ghost: &Ghost, from: usize) -> Result<(), String> {
+    for (position, entry) in ghost.history.iter().enumerate().skip(from) {
+        for earlier in ghost.history.iter().take(position) {
+            if earlier.actor != entry.actor {
+                continue;
+            }
+            match (&earlier.result, &entry.result) {
+                (Done::Counter(a), Done::Counter(b)) => {
+                    if a == b {
+                        return Err(format!("{}: two increments both returned {a}", entry.actor));
+                    }
+                    let (first, second) = if earlier.responded < entry.invoked {
+                        (a, b)
+                    } else if entry.responded < earlier.invoked {
+                        (b, a)
+                    } else {
+                        continue;
+                    };
+                    if first > second {
+                        return Err(format!(
+                            "{}: an increment returning {first} completed before one that returned {second} began",
+                            entry.actor
+                        ));
+                    }
+                }
+                (Done::Register(_), Done::Register(_)) => {}
+                _ => {}
+            }
+        }
+        match &entry.result {
+            Done::Counter(value) => {
+                let issued = ghost.issued.get(&entry.actor).copied().unwrap_or(0);
+                if *value > issued {
+                    return Err(format!(
+                        "{}: counter reached {value} with only {issued} distinct increments issued (an effect applied twice)",
+                        entry.actor
+                    ));
+                }
+            }
+            Done::Register(read) if entry.write.is_none() => {
+                check_register_read(ghost, entry, read.as_deref())?;
+            }
+            Done::Register(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// A read must not return a value overwritten by a write that completed
+/// before the read began, and must return a value some write began before
+/// the read completed.
+fn check_register_read(ghost: &Ghost, read_entry: &HistoryEntry, read: Option<&str>) -> Result<(), String> {
+    let completed_writes: Vec<&HistoryEntry> = ghost
+        .history
+        .iter()
+        .filter(|entry| entry.actor == read_entry.actor && entry.write.is_some())
+        .collect();
+    let source = read.map(|value| {
+        completed_writes
+            .iter()
+            .find(|entry| entry.write.as_deref() == Some(value))
+            .map(|entry| (entry.invoked, Some(entry.responded)))
+            .or_else(|| {
+                ghost
+                    .writes_issued
+                    .get(&read_entry.actor)
+                    .and_then(|issued| issued.iter().find(|(issued, _)| issued == value))
+                    .map(|(_, invoked)| (*invoked, None))
+            })
+    });
+    match source {
+        Some(None) => {
+            return Err(format!("{}: read {read:?}, a value never written", read_entry.actor));
+        }
+        Some(Some((invoked, _))) if invoked > read_entry.responded => {
+            return Err(format!("{}: read {read:?} before its write began", read_entry.actor));
+        }
+        _ => {}
+    }
+    let source_responded = match source {
+        Some(Some((_, responded))) => responded,
+        _ => None,
+    };
+    for write in &completed_writes {
+        let overwrote_before_read = write.responded < read_entry.invoked;
+        let newer_than_source = match (read, source_responded) {
+            (None, _) => true,
+            (Some(_), Some(source_done)) => write.invoked > source_done,
+            (Some(_), None) => false,
+        };
+        if overwrote_before_read && newer_than_source && write.write.as_deref() != read {
+            return Err(format!(
+                "{}: read {read:?} at {:?}, but {:?} was written and acknowledged at {:?}, after that value's write completed",
+                read_entry.actor, read_entry.invoked, write.write, write.responded
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A runtime simulation.
+#[derive(Clone, Debug)]
+pub struct RuntimeScenario {
+    /// Nodes (at least 3).
+    pub nodes: usize,
+    /// Clients.
+    pub clients: usize,
+    /// Faults; random ones stop at `faults.quiet_after`.
+    pub faults: FaultConfig,
+    /// Lease timing.
+    pub config: OwnershipConfig,
+    /// Virtual time to run.
+    pub max_virtual_time: Duration,
+}
+
+impl Default for RuntimeScenario {
+    fn default() -> Self {
+        let mut faults = FaultConfig::all_moderate()
+            .with(FaultKind::NodePause, 0.03)
+            .with(FaultKind::ClockSkew, 0.1)
+            .with(FaultKind::NodeCrash, 0.01)
+            .with(FaultKind::Partition, 0.01);
+        faults.pause_max = Duration::from_secs(3);
+        faults.clock_skew_ppm_max = 90_000;
+        faults.quiet_after = Some(Duration::from_secs(7));
+        Self {
+            nodes: 3,
+            clients: 3,
+            faults,
+            config: OwnershipConfig::new(
+                Duration::from_secs(1),
+                Duration::from_millis(250),
+                Duration::from_millis(100),
+            )
+            .expect("valid timing"),
+            // Faults for 7 s; liveness judged from 7 + 3 + 2 = 12 s on.
+            max_virtual_time: Duration::from_secs(14),
+        }
+    }
+}
+
+/// What a run showed beyond the invariants.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RuntimeCoverage {
+    /// Acknowledged invocations.
+    pub acknowledged: u64,
+    /// Actors served after faults stopped (+ 2 TTL), of the 4.
+    pub served_after_quiet: usize,
+}
+
+impl RuntimeScenario {
+    /// Runs the scenario with `seed`.
+    pub fn run(&self, seed: u64) -> Result<(SimReport, RuntimeCoverage), Box<SimFailure>> {
+        let ghost: SharedGhost = Arc::default();
+        let config = self.config;
+        let nodes = self.nodes;
+        // Liveness is judged once every fault already started has run its
+        // course (the longest pause, partition or outage) plus two TTLs.
+        let longest_fault = self
+            .faults
+            .pause_max
+            .max(self.faults.partition_max)
+            .max(self.faults.crash_downtime_max);
+        let quiet = self.faults.quiet_after.unwrap_or(self.max_virtual_time) + longest_fault + config.lease_ttl() * 2;
+        let boot_ghost = ghost.clone();
+        let store_ghost = ghost.clone();
+        let mut simulation = Simulation::new(seed)
+            .nodes(self.nodes, move |env| boot(env, config, boot_ghost.clone()))
+            .faults(self.faults.clone())
+            .max_virtual_time(self.max_virtual_time)
+            .harness("shared-store", move |env| {
+                Box::pin(async move {
+                    let store = Store::new(Arc::new(MemoryEngine::new()), env.spawner.clone());
+                    let audit = store_ghost.clone();
+                    store.observe_commits(Arc::new(move |_version, writes| audit_commit(&audit, writes)));
+                    lock(&store_ghost).store = Some(store);
+                })
+            });
+        for index in 0..self.clients {
+            let client_ghost = ghost.clone();
+            simulation = simulation.harness("client", move |env| {
+                Box::pin(client(env, client_ghost, index, nodes, quiet))
+            });
+        }
+        let fence_ghost = ghost.clone();
+        let mut fences: BTreeMap<ActorId, u64> = BTreeMap::new();
+        let history_ghost = ghost.clone();
+        let mut checked = 0;
+        let report = simulation
+            .invariant(SINGLE_ACTIVATION, check_single_activation::<RuntimeNode>)
+            .invariant(LEASE_UNIQUENESS, check_lease_uniqueness::<RuntimeNode>)
+            .invariant(FENCING_TOKEN_MONOTONIC, {
+                let ghost = fence_ghost.clone();
+                move |_| {
+                    let Some(store) = lock(&ghost).store.clone() else {
+                        return Ok(());
+                    };
+                    for actor in all_actors() {
+                        if let Some(token) = stored_fence(&store, &actor) {
+                            let previous = fences.insert(actor.clone(), token).unwrap_or(0);
+                            if token < previous {
+                                return Err(format!("{actor}: fencing token went back from {previous} to {token}"));
+                            }
+                        }
+                    }
+                    Ok(())
+                }
+            })
+            .invariant(NO_ZOMBIE_WRITE, move |_| {
+                match lock(&fence_ghost).zombie_write.clone() {
+                    Some(violation) => Err(violation),
+                    None => Ok(()),
+                }
+            })
+            .invariant(GRACEFUL_DEACTIVATION, |view: &WorldView<'_, RuntimeNode>| {
+                for node in view.nodes {
+                    let Some(state) = &node.state else { continue };
+                    let Some((counters, registers)) = state.runtimes() else {
+                        continue;
+                    };
+                    for (name, active, stats) in [
+                        ("counter", counters.active().is_empty(), counters.stats()),
+                        ("register", registers.active().is_empty(), registers.stats()),
+                    ] {
+                        if active && stats.accepted != stats.answered {
+                            return Err(format!(
+                                "{} {name} runtime has no active actor but answered {} of {} accepted messages",
+                                node.id, stats.answered, stats.accepted
+                            ));
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .invariant(LINEARIZABLE, move |_| {
+                let ghost = lock(&history_ghost);
+                if ghost.history.len() == checked {
+                    return Ok(());
+                }
+                let from = checked;
+                checked = ghost.history.len();
+                check_history(&ghost, from)
+            })
+            .run()?;
+        let ghost = lock(&ghost);
+        let coverage = RuntimeCoverage {
+            acknowledged: ghost.history.len() as u64,
+            served_after_quiet: ghost.served_after_quiet.len(),
+        };
+        Ok((report, coverage))
+    }
+}
+
+fn all_actors() -> Vec<ActorId> {
+    (0..COUNTERS)
+        .map(|index| actor_for(0, index))
+        .chain((0..REGISTERS).map(|index| actor_for(1, index)))
+        .collect()
+}
