@@ -296,6 +296,17 @@ impl CoordinationState {
         Self::default()
     }
 
+    /// An empty store whose revisions continue after `revision` (at least 1):
+    /// a single-node store restarted in memory keeps issuing revisions —
+    /// and so fencing tokens — above every one it issued before, given the
+    /// highest one persisted elsewhere.
+    pub fn starting_after(revision: i64) -> Self {
+        Self {
+            revision: revision.max(1),
+            ..Self::default()
+        }
+    }
+
     /// The current revision.
     pub fn revision(&self) -> i64 {
         self.revision
@@ -529,9 +540,15 @@ impl std::fmt::Debug for MemoryCoordinationStore {
 impl MemoryCoordinationStore {
     /// An empty store whose leases run on `clock`.
     pub fn new(clock: SharedClock) -> Self {
+        Self::starting_after(clock, 1)
+    }
+
+    /// An empty store whose revisions continue after `revision` (see
+    /// [`CoordinationState::starting_after`]).
+    pub fn starting_after(clock: SharedClock, revision: i64) -> Self {
         Self {
             clock,
-            state: Mutex::new(CoordinationState::new()),
+            state: Mutex::new(CoordinationState::starting_after(revision)),
         }
     }
 

@@ -275,3 +275,69 @@ async fn bad_invocations_are_typed_errors() {
         Err(InvokeError::ShuttingDown)
     );
 }
+
+#[tokio::test]
+async fn a_single_node_restart_keeps_fencing_tokens_increasing() {
+    use kelpie_storage::EmbeddedEngine;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = counter("a");
+    let mut previous_token = 0u64;
+    for (round, expected) in [(0u64, 1u64), (1, 2), (2, 3)] {
+        let clock = Arc::new(SystemClock::new());
+        let spawner: kelpie_core::spawn::SharedSpawner = Arc::new(TokioSpawner::current().expect("runtime"));
+        let engine = Arc::new(EmbeddedEngine::open_dir(dir.path()).expect("open"));
+        let store = Store::new(engine, spawner.clone());
+        // What a node does at start-up: continue revisions above every
+        // fencing token already installed, so a new owner is never "stale"
+        // and never reuses an old token.
+        let highest = store.begin().expect("begin").highest_fence_token().expect("scan");
+        assert_eq!(highest, previous_token, "round {round}");
+        let coordination =
+            MemoryCoordinationStore::starting_after(clock.clone(), i64::try_from(highest).expect("fits"));
+        let env = NodeEnv {
+            node_id: NodeId::from_index(0),
+            clock,
+            rng: Arc::new(SeededRng::from_seed(round)),
+            spawner,
+            disk: Arc::new(OsDisk::open_dir(dir.path()).expect("disk")),
+            transport: Arc::new(NoTransport::new(NodeId::from_index(0))),
+            coordination: Arc::new(coordination),
+        };
+        let config = OwnershipConfig::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            Duration::from_millis(500),
+        )
+        .expect("valid");
+        let ownership = OwnershipDriver::start(env.clone(), config);
+        let runtime = Runtime::new(
+            env,
+            Counter::default(),
+            store.clone(),
+            ownership,
+            RuntimeConfig::new("counter"),
+        );
+        assert_eq!(
+            runtime.invoke(&a, CounterMessage::Add(1), options()).await,
+            Ok(expected)
+        );
+        let token = store
+            .begin()
+            .expect("begin")
+            .fence_token(&a)
+            .expect("read")
+            .expect("installed");
+        let token = u64::from_be_bytes(token.as_ref().try_into().expect("8 bytes"));
+        assert!(
+            token > previous_token,
+            "round {round}: token {token} after {previous_token}"
+        );
+        previous_token = token;
+        runtime.shutdown().await;
+        store.close();
+        // Let the committer release the database file before the next round.
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+    }
+}

@@ -359,6 +359,31 @@ impl Transaction {
         Ok(())
     }
 
+    /// The highest fencing token installed for any actor (0 if none). A
+    /// single-node coordination store restarted in memory must issue tokens
+    /// above it.
+    pub fn highest_fence_token(&mut self) -> Result<u64, StorageError> {
+        let (mut from, end) = crate::key::space_range(Space::Fence);
+        let mut highest = 0;
+        loop {
+            let page = self.raw_scan(from.clone(), end.clone(), SCAN_PAGE_ENTRIES_MAX)?;
+            for (key, value) in &page {
+                let token: [u8; 8] = value.as_ref().try_into().map_err(|_| StorageError::Corrupt {
+                    location: format!("fencing token {}", printable(key)),
+                    reason: format!("{} bytes, expected 8", value.len()),
+                })?;
+                highest = highest.max(u64::from_be_bytes(token));
+            }
+            match page.last() {
+                Some((last, _)) if page.len() == SCAN_PAGE_ENTRIES_MAX => {
+                    from = last.clone();
+                    from.push(0);
+                }
+                _ => return Ok(highest),
+            }
+        }
+    }
+
     /// Keys written so far.
     pub fn write_count(&self) -> usize {
         self.writes.len()
