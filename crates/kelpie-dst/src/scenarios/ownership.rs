@@ -406,29 +406,69 @@ pub struct OwnershipScenario {
     pub max_virtual_time: Duration,
 }
 
+/// The faults of the single-activation scenarios: pauses past the lease,
+/// clocks drifting up to 9% either way (just inside the 100 ms per 1 s TTL
+/// drift bound of [`lease_timing`], so the margin is what keeps it safe),
+/// crashes and partitions; random faults stop at 7 s.
+pub fn single_activation_faults() -> FaultConfig {
+    let mut faults = FaultConfig::all_moderate()
+        .with(FaultKind::NodePause, 0.03)
+        .with(FaultKind::ClockSkew, 0.1)
+        .with(FaultKind::NodeCrash, 0.01)
+        .with(FaultKind::Partition, 0.01);
+    faults.pause_max = Duration::from_secs(3);
+    faults.clock_skew_ppm_max = 90_000;
+    faults.quiet_after = Some(Duration::from_secs(7));
+    faults
+}
+
+/// Lease timing of the single-activation scenarios: 1 s TTL, renewed every
+/// 250 ms, 100 ms drift bound.
+pub fn lease_timing() -> OwnershipConfig {
+    OwnershipConfig::new(
+        Duration::from_secs(1),
+        Duration::from_millis(250),
+        Duration::from_millis(100),
+    )
+    .expect("valid timing")
+}
+
+/// When liveness is judged: once every fault already started has run its
+/// course (the longest pause, partition or outage) plus two TTLs.
+pub fn liveness_from(faults: &FaultConfig, config: &OwnershipConfig, max_virtual_time: Duration) -> Duration {
+    let longest_fault = faults
+        .pause_max
+        .max(faults.partition_max)
+        .max(faults.crash_downtime_max);
+    faults.quiet_after.unwrap_or(max_virtual_time) + longest_fault + config.lease_ttl() * 2
+}
+
+/// `FencingTokenMonotonic` over `actors`: each stored fence is at least the
+/// last one seen (kept in `last`).
+pub fn check_fence_monotonic(
+    store: &Store,
+    actors: &[ActorId],
+    last: &mut BTreeMap<ActorId, u64>,
+) -> Result<(), String> {
+    for actor in actors {
+        if let Some(token) = stored_fence(store, actor) {
+            let previous = last.insert(actor.clone(), token).unwrap_or(0);
+            if token < previous {
+                return Err(format!("{actor}: fencing token went back from {previous} to {token}"));
+            }
+        }
+    }
+    Ok(())
+}
+
 impl Default for OwnershipScenario {
     fn default() -> Self {
-        let mut faults = FaultConfig::all_moderate()
-            .with(FaultKind::NodePause, 0.03)
-            .with(FaultKind::ClockSkew, 0.1)
-            .with(FaultKind::NodeCrash, 0.01)
-            .with(FaultKind::Partition, 0.01);
-        faults.pause_max = Duration::from_secs(3);
-        // Clocks drift up to 9% either way: just inside the 100 ms per 1 s
-        // TTL bound configured below, so the margin is what keeps it safe.
-        faults.clock_skew_ppm_max = 90_000;
-        faults.quiet_after = Some(Duration::from_secs(7));
         Self {
             nodes: 3,
             clients: 3,
-            faults,
-            // Drift bound 100 ms per 1 s TTL covers the simulator's ±5% skew.
-            config: OwnershipConfig::new(
-                Duration::from_secs(1),
-                Duration::from_millis(250),
-                Duration::from_millis(100),
-            )
-            .expect("valid timing"),
+            faults: single_activation_faults(),
+            config: lease_timing(),
+            // Faults for 7 s; liveness judged from 7 + 3 + 2 = 12 s on.
             max_virtual_time: Duration::from_secs(14),
         }
     }
@@ -449,12 +489,7 @@ impl OwnershipScenario {
         let ghost: SharedGhost = Arc::default();
         let config = self.config;
         let nodes = self.nodes;
-        let longest_fault = self
-            .faults
-            .pause_max
-            .max(self.faults.partition_max)
-            .max(self.faults.crash_downtime_max);
-        let quiet = self.faults.quiet_after.unwrap_or(self.max_virtual_time) + longest_fault + config.lease_ttl() * 2;
+        let quiet = liveness_from(&self.faults, &config, self.max_virtual_time);
         let boot_ghost = ghost.clone();
         let mut simulation = Simulation::new(seed)
             .nodes(self.nodes, move |env| {
@@ -485,16 +520,8 @@ impl OwnershipScenario {
                 let Some(store) = lock(&fence_ghost).store.clone() else {
                     return Ok(());
                 };
-                for index in 0..ACTORS {
-                    let actor = actor(index);
-                    if let Some(token) = stored_fence(&store, &actor) {
-                        let previous = last_fence.insert(actor.clone(), token).unwrap_or(0);
-                        if token < previous {
-                            return Err(format!("{actor}: fencing token went back from {previous} to {token}"));
-                        }
-                    }
-                }
-                Ok(())
+                let actors: Vec<ActorId> = (0..ACTORS).map(actor).collect();
+                check_fence_monotonic(&store, &actors, &mut last_fence)
             })
             .invariant(NO_ZOMBIE_WRITE, {
                 let mut checked = 0;

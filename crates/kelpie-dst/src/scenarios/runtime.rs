@@ -34,8 +34,11 @@ use kelpie_runtime::runtime::{
 use kelpie_storage::{MemoryEngine, Store};
 use serde::{Deserialize, Serialize};
 
-use super::ownership::{check_lease_uniqueness, check_single_activation, stored_fence, HasOwnership};
-use crate::faults::{FaultConfig, FaultKind};
+use super::ownership::{
+    check_fence_monotonic, check_lease_uniqueness, check_single_activation, lease_timing, liveness_from,
+    single_activation_faults, HasOwnership,
+};
+use crate::faults::FaultConfig;
 use crate::simulation::{HarnessEnv, SimFailure, SimReport, Simulation, WorldView};
 
 /// Invariant names (see the module docs).
@@ -470,24 +473,11 @@ pub struct RuntimeScenario {
 
 impl Default for RuntimeScenario {
     fn default() -> Self {
-        let mut faults = FaultConfig::all_moderate()
-            .with(FaultKind::NodePause, 0.03)
-            .with(FaultKind::ClockSkew, 0.1)
-            .with(FaultKind::NodeCrash, 0.01)
-            .with(FaultKind::Partition, 0.01);
-        faults.pause_max = Duration::from_secs(3);
-        faults.clock_skew_ppm_max = 90_000;
-        faults.quiet_after = Some(Duration::from_secs(7));
         Self {
             nodes: 3,
             clients: 3,
-            faults,
-            config: OwnershipConfig::new(
-                Duration::from_secs(1),
-                Duration::from_millis(250),
-                Duration::from_millis(100),
-            )
-            .expect("valid timing"),
+            faults: single_activation_faults(),
+            config: lease_timing(),
             // Faults for 7 s; liveness judged from 7 + 3 + 2 = 12 s on.
             max_virtual_time: Duration::from_secs(14),
         }
@@ -511,12 +501,7 @@ impl RuntimeScenario {
         let nodes = self.nodes;
         // Liveness is judged once every fault already started has run its
         // course (the longest pause, partition or outage) plus two TTLs.
-        let longest_fault = self
-            .faults
-            .pause_max
-            .max(self.faults.partition_max)
-            .max(self.faults.crash_downtime_max);
-        let quiet = self.faults.quiet_after.unwrap_or(self.max_virtual_time) + longest_fault + config.lease_ttl() * 2;
+        let quiet = liveness_from(&self.faults, &config, self.max_virtual_time);
         let boot_ghost = ghost.clone();
         let store_ghost = ghost.clone();
         let mut simulation = Simulation::new(seed)
@@ -550,15 +535,7 @@ impl RuntimeScenario {
                     let Some(store) = lock(&ghost).store.clone() else {
                         return Ok(());
                     };
-                    for actor in all_actors() {
-                        if let Some(token) = stored_fence(&store, &actor) {
-                            let previous = fences.insert(actor.clone(), token).unwrap_or(0);
-                            if token < previous {
-                                return Err(format!("{actor}: fencing token went back from {previous} to {token}"));
-                            }
-                        }
-                    }
-                    Ok(())
+                    check_fence_monotonic(&store, &all_actors(), &mut fences)
                 }
             })
             .invariant(NO_ZOMBIE_WRITE, move |_| {
