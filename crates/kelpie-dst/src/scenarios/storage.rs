@@ -16,8 +16,9 @@
 //!   earlier boot, or at a version up to the snapshot's).
 //! - `AtomicVisibility`: in every snapshot, the three keys of a group hold the
 //!   same tag, and no rejected commit is ever visible.
-//! - `SerializableIsolation`: no two acknowledged increments of one counter
-//!   read the same value (a lost update), checked in commit order.
+//! - `SerializableIsolation`: a history check — every acknowledged
+//!   increment read exactly what the last commit applied before it (as the
+//!   store's commit observer reports applied commits, in order) wrote.
 //! - `ReplayIdempotent`: each journal actor's applied counter equals its
 //!   number of completed entries (no entry applied twice by replay).
 
@@ -92,6 +93,9 @@ struct NodeGhost {
     rejected: BTreeSet<String>,
     /// Acknowledged increments: (counter, value read) -> order.
     increments: Vec<(usize, u64, Order)>,
+    /// Every applied commit's counter writes, in commit order, as the store
+    /// reported them: (order, counter, value written).
+    applied_counter_writes: Vec<(Order, usize, u64)>,
     observations: Vec<Observation>,
 }
 
@@ -291,6 +295,29 @@ impl StorageNode {
             Box::pin(async move {
                 let engine = retry(&env, || EmbeddedEngine::open_on_disk(env.disk.as_ref())).await;
                 let store = Store::new(Arc::new(engine), env.spawner.clone());
+                let audit = ghost.clone();
+                let audited_node = node.clone();
+                store.observe_commits(Arc::new(move |version, writes| {
+                    let counters = counters_actor();
+                    let mut ghost = ghost_lock(&audit);
+                    let Some(state) = ghost.nodes.get_mut(&audited_node) else {
+                        return;
+                    };
+                    for (raw, value) in writes {
+                        let Some((_, actor, key)) = kelpie_storage::key::split_raw_key(raw) else {
+                            continue;
+                        };
+                        if actor != counters {
+                            continue;
+                        }
+                        let Some(counter) = (0..COUNTERS).find(|counter| counter_key(*counter) == key) else {
+                            continue;
+                        };
+                        state
+                            .applied_counter_writes
+                            .push(((epoch, version), counter, parse_u64(value.clone())));
+                    }
+                }));
                 let journal = Journal::new(store.clone(), env.clock.clone(), Duration::from_secs(3600));
                 loop {
                     let replayer = journal.clone();
@@ -432,16 +459,30 @@ fn check_atomic_visibility(ghost: &StorageGhost, checked: &mut BTreeMap<String, 
     Ok(())
 }
 
-fn check_serializable(ghost: &StorageGhost) -> Result<(), String> {
+/// History check: every acknowledged increment read the value written by
+/// the last commit to its counter applied before it (same boot), as the
+/// store's commit observer reported the applied commits in commit order.
+/// So committed read-write transactions are serializable in commit order
+/// (a lost update, a write skew or a stale read all break this).
+fn check_serializable(ghost: &StorageGhost, checked: &mut BTreeMap<String, usize>) -> Result<(), String> {
     for (node, state) in &ghost.nodes {
-        let mut seen: BTreeMap<(usize, u64), Order> = BTreeMap::new();
-        for (counter, read, order) in &state.increments {
-            if let Some(other) = seen.insert((*counter, *read), *order) {
-                return Err(format!(
-                    "{node}: increments committed at {other:?} and {order:?} both read counter {counter} = {read} (lost update)"
-                ));
+        let from = checked.get(node).copied().unwrap_or(0);
+        for (counter, read, order) in &state.increments[from.min(state.increments.len())..] {
+            let previous = state
+                .applied_counter_writes
+                .iter()
+                .filter(|(applied, c, _)| c == counter && applied.0 == order.0 && applied < order)
+                .max_by_key(|(applied, _, _)| *applied);
+            if let Some((applied, _, written)) = previous {
+                if written != read {
+                    return Err(format!(
+                        "{node}: the increment committed at {order:?} read counter {counter} = {read}, \
+                         but the last commit before it ({applied:?}) wrote {written}"
+                    ));
+                }
             }
         }
+        checked.insert(node.clone(), state.increments.len());
     }
     Ok(())
 }
@@ -520,7 +561,10 @@ impl StorageScenario {
             .invariant(ATOMIC_VISIBILITY, move |_| {
                 check_atomic_visibility(&ghost_lock(&g2), &mut atomic_checked)
             })
-            .invariant(SERIALIZABLE_ISOLATION, move |_| check_serializable(&ghost_lock(&g3)))
+            .invariant(SERIALIZABLE_ISOLATION, {
+                let mut checked = BTreeMap::new();
+                move |_| check_serializable(&ghost_lock(&g3), &mut checked)
+            })
             .invariant(REPLAY_IDEMPOTENT, move |_| {
                 check_replay(&ghost_lock(&g4), &mut replay_checked)
             })
