@@ -165,8 +165,9 @@ fn bug_runtime_drop_on_deactivate_is_caught() {
 #[test]
 fn without_a_switch_the_search_seeds_pass() {
     // The searches stop at the first failing seed, which is found early;
-    // checking the first 40 seeds of each scenario shows they pass clean.
-    for seed in 0..40 {
+    // the first seeds of each scenario pass clean (the per-scenario sweeps
+    // cover many more).
+    for seed in 0..10 {
         if let Err(failure) = heartbeat(seed) {
             panic!("{failure}");
         }
