@@ -43,4 +43,10 @@ pub trait Engine: Send + Sync + 'static {
 
     /// Whether a successful [`Engine::write`] survives a crash.
     fn is_durable(&self) -> bool;
+
+    /// Whether [`Engine::write`] may block on I/O (then the store runs it on
+    /// the blocking seam; otherwise inline in the committer task).
+    fn blocks(&self) -> bool {
+        self.is_durable()
+    }
 }

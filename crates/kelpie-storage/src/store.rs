@@ -596,6 +596,12 @@ impl Committer {
     }
 
     async fn commit_batch(&self, batch: Vec<CommitRequest>) {
+        if !self.inner.engine.blocks() {
+            // A memory engine never waits on I/O: no hop to the blocking pool.
+            let (batch, outcomes) = apply_batch(&self.inner, batch);
+            self.publish(batch, outcomes);
+            return;
+        }
         let inner = self.inner.clone();
         let (batch, outcomes) = match self.blocking(move || apply_batch(&inner, batch)).await {
             Some(result) => result,
