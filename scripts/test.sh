@@ -13,10 +13,13 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 
-echo "== cargo test (workspace)"
-cargo test --workspace --locked --exclude kelpie-bench
+echo "== cargo test (workspace, debug; simulations below in release)"
+cargo test --workspace --locked --exclude kelpie-bench --exclude kelpie-dst
 
-echo "== simulation sweeps (release): ${DST_RUNTIME_SEEDS:-1000} seeds of the actor runtime"
+echo "== simulations (release)"
+cargo test --release --locked -p kelpie-dst -- --skip runtime_invariants_hold
+
+echo "== simulation sweep (release): ${DST_RUNTIME_SEEDS:-1000} seeds of the actor runtime"
 # The 3-node runtime scenario (single activation, fencing, graceful
 # deactivation, linearizable histories, liveness after faults stop).
 DST_SEEDS="${DST_RUNTIME_SEEDS:-1000}" cargo test --release --locked -p kelpie-dst --test runtime -- --nocapture
@@ -40,5 +43,5 @@ for switch in \
     bug-runtime-unfenced-commit \
     bug-runtime-drop-on-deactivate; do
     echo "-- $switch"
-    cargo test --locked -p kelpie-dst --features "$switch" --test bug_switches
+    cargo test --release --locked -p kelpie-dst --features "$switch" --test bug_switches
 done
