@@ -660,12 +660,31 @@ impl SimCoordination {
                             world.effect(FaultKind::Partition, &detail);
                             Delivery::Lost
                         } else if world.draw(FaultKind::CoordinationTimeout) {
-                            let applied = world.rng.chance(1, 2);
-                            let detail = format!("{id} {operation} timed out (applied: {applied})");
+                            // The client times out; the request was lost, or
+                            // applied with its answer lost, or is still queued
+                            // and applied after the client gave up.
+                            let outcome = world.rng.below(3);
+                            let detail = format!(
+                                "{id} {operation} timed out ({})",
+                                ["not applied", "applied, answer lost", "applied after the timeout"][outcome as usize]
+                            );
                             world.effect(FaultKind::CoordinationTimeout, &detail);
-                            if applied {
-                                // The store applies the request; only the answer is lost.
-                                let _ = apply(world);
+                            match outcome {
+                                1 => {
+                                    let _ = apply(world);
+                                }
+                                2 => {
+                                    let timeout = nanos(world.faults.coordination_timeout).max(1);
+                                    let late = world.now.saturating_add(timeout + world.rng.in_range(1, timeout));
+                                    world.schedule(
+                                        late,
+                                        TimelineEvent::Coordination(Box::new(move |world: &mut World| {
+                                            let _ = apply(world);
+                                            world.record("coordination late request applied");
+                                        })),
+                                    );
+                                }
+                                _ => {}
                             }
                             Delivery::Lost
                         } else {

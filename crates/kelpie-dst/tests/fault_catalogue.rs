@@ -18,6 +18,7 @@ use bytes::Bytes;
 use kelpie_core::coordination::{Compare, Txn, TxnOp};
 use kelpie_core::NodeEnv;
 use kelpie_dst::scenarios::heartbeat::HeartbeatScenario;
+use kelpie_dst::scenarios::ownership::OwnershipScenario;
 use kelpie_dst::scenarios::storage::StorageScenario;
 use kelpie_dst::{FaultConfig, FaultCounters, FaultKind, SeedGuard, Simulation};
 
@@ -180,6 +181,10 @@ fn every_fault_type_has_an_effect() {
         }
         match StorageScenario::default().run(seed) {
             Ok(report) => total.merge(&report.faults),
+            Err(failure) => panic!("{failure}"),
+        }
+        match OwnershipScenario::default().run(seed) {
+            Ok((report, _)) => total.merge(&report.faults),
             Err(failure) => panic!("{failure}"),
         }
     }

@@ -112,6 +112,7 @@ impl OwnershipDriver {
     /// delivers its events. Never holds the lock across an await.
     fn step(self: &Arc<Self>, input: Input) {
         let now = self.env.clock.now_monotonic();
+        let mut follow_ups = Vec::new();
         let (commands, deliveries, fenced) = {
             let mut shared = self.lock();
             let output = shared.core.step(input, now);
@@ -119,9 +120,12 @@ impl OwnershipDriver {
             let mut fenced = Vec::new();
             for event in output.events {
                 match event {
-                    Event::Serving { actor, token } => {
-                        deliveries.push((shared.waiters.remove(&actor).unwrap_or_default(), Ok(token)))
-                    }
+                    Event::Serving { actor, token } => match shared.waiters.remove(&actor) {
+                        Some(waiters) if !waiters.is_empty() => deliveries.push((waiters, Ok(token))),
+                        // Nobody waits any more (the claimer gave up): do not
+                        // hold an actor nothing serves.
+                        _ => follow_ups.push(Input::Release { actor }),
+                    },
                     Event::OwnedElsewhere { actor, owner } => deliveries.push((
                         shared.waiters.remove(&actor).unwrap_or_default(),
                         Err(ClaimError::OwnedElsewhere { owner }),
@@ -138,12 +142,13 @@ impl OwnershipDriver {
                         ));
                         fenced.push((actor, token));
                     }
-                    // A claim that arrived while the actor was being released
-                    // is answered: the caller claims again.
-                    Event::Released { actor } => deliveries.push((
-                        shared.waiters.remove(&actor).unwrap_or_default(),
-                        Err(ClaimError::Unavailable),
-                    )),
+                    // Claims that arrived while the actor was being released
+                    // are made now.
+                    Event::Released { actor } => {
+                        if shared.waiters.get(&actor).is_some_and(|waiters| !waiters.is_empty()) {
+                            follow_ups.push(Input::Claim { actor });
+                        }
+                    }
                 }
             }
             shared.fenced.retain(|sender| !sender.is_closed());
@@ -163,6 +168,9 @@ impl OwnershipDriver {
         }
         for command in commands {
             self.execute(command);
+        }
+        for input in follow_ups {
+            self.step(input);
         }
     }
 

@@ -265,6 +265,11 @@ enum ActorClaim {
         lease: LeaseId,
     },
     Releasing,
+    /// A release timed out: the delete may still land later. Until a
+    /// retried release is answered, the old key must not be adopted again.
+    ReleaseUnknown {
+        token: FencingToken,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -273,7 +278,7 @@ enum Pending {
     KeepAlive { sent_at: MonotonicInstant, lease: LeaseId },
     Claim { actor: ActorId, lease: LeaseId },
     Lookup { actor: ActorId, lease: LeaseId },
-    Release { actor: ActorId },
+    Release { actor: ActorId, token: FencingToken },
 }
 
 /// One node's view of the ownership protocol.
@@ -423,6 +428,16 @@ impl Ownership {
         out.commands.push(Command::Txn { request, actor, txn });
     }
 
+    fn issue_release(&mut self, actor: ActorId, token: FencingToken, out: &mut Output) {
+        self.actors.insert(actor.clone(), ActorClaim::Releasing);
+        let request = self.request(Pending::Release {
+            actor: actor.clone(),
+            token,
+        });
+        let txn = release_txn(&actor, token);
+        out.commands.push(Command::Txn { request, actor, txn });
+    }
+
     fn ensure_session(&mut self, now: MonotonicInstant, out: &mut Output) {
         if self.session == Session::None {
             self.session = Session::Granting;
@@ -450,7 +465,8 @@ impl Ownership {
                     self.actors.insert(actor, ActorClaim::Waiting);
                 }
                 ActorClaim::Claiming { .. } | ActorClaim::LookingUp => out.events.push(Event::ClaimFailed { actor }),
-                ActorClaim::Releasing => out.events.push(Event::Released { actor }),
+                // The keys die with the session lease.
+                ActorClaim::Releasing | ActorClaim::ReleaseUnknown { .. } => out.events.push(Event::Released { actor }),
             }
         }
     }
@@ -464,6 +480,7 @@ impl Ownership {
                 (Some(ActorClaim::Owned { token, .. }), _) if self.serving_token(&actor, now).is_some() => {
                     out.events.push(Event::Serving { actor, token });
                 }
+                (Some(ActorClaim::ReleaseUnknown { token }), _) => self.issue_release(actor, token, &mut out),
                 (Some(_), _) => {}
                 (None, Session::Live { lease, valid_until, .. }) if now < valid_until => {
                     self.issue_claim(actor, lease, &mut out);
@@ -475,10 +492,7 @@ impl Ownership {
             },
             Input::Release { actor } => {
                 if let Some(ActorClaim::Owned { token, .. }) = self.actors.get(&actor).copied() {
-                    self.actors.insert(actor.clone(), ActorClaim::Releasing);
-                    let request = self.request(Pending::Release { actor: actor.clone() });
-                    let txn = release_txn(&actor, token);
-                    out.commands.push(Command::Txn { request, actor, txn });
+                    self.issue_release(actor, token, &mut out);
                 } else if matches!(self.actors.get(&actor), Some(ActorClaim::Waiting)) {
                     self.actors.remove(&actor);
                 }
@@ -551,6 +565,27 @@ impl Ownership {
                 }
                 return;
             }
+            // Claims that arrived while the session was being renewed.
+            let waiting: Vec<ActorId> = self
+                .actors
+                .iter()
+                .filter(|(_, claim)| **claim == ActorClaim::Waiting)
+                .map(|(actor, _)| actor.clone())
+                .collect();
+            for actor in waiting {
+                self.issue_claim(actor, lease, out);
+            }
+            let unknown: Vec<(ActorId, FencingToken)> = self
+                .actors
+                .iter()
+                .filter_map(|(actor, claim)| match claim {
+                    ActorClaim::ReleaseUnknown { token } => Some((actor.clone(), *token)),
+                    _ => None,
+                })
+                .collect();
+            for (actor, token) in unknown {
+                self.issue_release(actor, token, out);
+            }
             let due = now.saturating_duration_since(last_renew_sent) >= self.config.renew_interval;
             if due && !renewing {
                 let request = self.request(Pending::KeepAlive { sent_at: now, lease });
@@ -587,6 +622,12 @@ impl Ownership {
                             // An earlier claim of ours was applied but its answer lost.
                             Ok(owner) if owner == self.node && kv.lease == Some(lease) => {
                                 self.own(actor, token, lease, live, out)
+                            }
+                            // Our key under a session we no longer trust: it dies
+                            // with that lease; claim again then.
+                            Ok(owner) if owner == self.node => {
+                                self.actors.remove(&actor);
+                                out.events.push(Event::ClaimFailed { actor });
                             }
                             Ok(owner) => {
                                 self.actors.remove(&actor);
@@ -626,7 +667,7 @@ impl Ownership {
                     }
                 }
             }
-            Some(Pending::Release { actor }) => {
+            Some(Pending::Release { actor, .. }) => {
                 self.actors.remove(&actor);
                 out.events.push(Event::Released { actor });
             }
@@ -679,11 +720,12 @@ impl Ownership {
                 self.actors.remove(&actor);
                 out.events.push(Event::ClaimFailed { actor });
             }
-            Some(Pending::Release { actor }) => {
-                // The key dies with the session lease if the delete was lost.
-                self.actors.remove(&actor);
-                out.events.push(Event::Released { actor });
+            // The delete may still land: never adopt the old key again until a
+            // retried release is answered (or the session ends).
+            Some(Pending::Release { actor, token }) if self.actors.get(&actor) == Some(&ActorClaim::Releasing) => {
+                self.actors.insert(actor, ActorClaim::ReleaseUnknown { token });
             }
+            Some(Pending::Release { .. }) => {}
             None => {}
         }
     }
@@ -892,6 +934,58 @@ mod tests {
         assert_eq!(events.len(), 2, "{events:?}");
         assert!(events.iter().all(|event| matches!(event, Event::Fenced { .. })));
         assert_eq!(a.serving_token(&actor(), ms(301)), None);
+    }
+
+    #[test]
+    fn a_timed_out_release_is_never_followed_by_adopting_the_old_key() {
+        let mut store = CoordinationState::new();
+        let mut a = Ownership::new(NodeId::from_index(0), config());
+        run(&mut a, &mut store, Input::Claim { actor: actor() }, ms(0));
+        let old_token = a.serving_token(&actor(), ms(1)).expect("owned");
+        let output = a.step(Input::Release { actor: actor() }, ms(10));
+        let [Command::Txn { request, txn, .. }] = output.commands.as_slice() else {
+            panic!("{output:?}")
+        };
+        let (request, delayed_delete) = (*request, txn.clone());
+        // The delete is in flight; its answer is lost.
+        let output = a.step(
+            Input::Failed {
+                request,
+                failure: Failure::Timeout,
+            },
+            ms(20),
+        );
+        assert_eq!(output.events, vec![]);
+        // A new claim must not adopt the still-present key (the delete may land).
+        let output = a.step(Input::Claim { actor: actor() }, ms(30));
+        assert!(
+            output
+                .events
+                .iter()
+                .all(|event| !matches!(event, Event::Serving { .. })),
+            "{output:?}"
+        );
+        assert_eq!(a.serving_token(&actor(), ms(31)), None);
+        // The delayed delete lands; the retried release is answered; a new
+        // claim then gets a new, larger token.
+        assert!(store.txn(&delayed_delete, ms(40)).expect("delete").succeeded);
+        let [Command::Txn { request, txn, .. }] = output.commands.as_slice() else {
+            panic!("{output:?}")
+        };
+        let response = store.txn(txn, ms(41)).expect("retried release");
+        let output = a.step(
+            Input::TxnAnswered {
+                request: *request,
+                response,
+            },
+            ms(42),
+        );
+        assert_eq!(output.events, vec![Event::Released { actor: actor() }]);
+        let events = run(&mut a, &mut store, Input::Claim { actor: actor() }, ms(50));
+        let [Event::Serving { token, .. }] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert!(*token > old_token);
     }
 
     #[test]

@@ -46,6 +46,10 @@ use crate::ownership::FencingToken;
 
 /// The storage key of an actor's state.
 pub const STATE_KEY: &[u8] = b"__state";
+/// Why an invocation failed when the store rejected its commit's fencing
+/// token: another node owns the actor now.
+const FENCED_OUT: &str = "fenced out by a newer owner; nothing was applied";
+
 /// The storage key holding the fencing token of the last commit (so every
 /// commit's token is observable, for audits and the simulator).
 pub const TOKEN_KEY: &[u8] = b"__token";
@@ -556,6 +560,9 @@ impl<A: Actor> Inner<A> {
                 while let Some(envelope) = mailbox.recv().await {
                     self.answer(envelope.reply, Err(error.clone()));
                 }
+                // If the claim succeeded but the rest of the activation did
+                // not, give the actor up rather than hold it unserved.
+                self.ownership.release(&actor);
                 self.deregister(&actor, generation);
                 return;
             }
@@ -599,7 +606,7 @@ impl<A: Actor> Inner<A> {
             let result = self
                 .invoke_once(&actor, token, &mut state, envelope.message, envelope.idempotency_key)
                 .await;
-            let fenced = matches!(&result, Err(InvokeError::Storage(StorageError::FencingRejected { .. })));
+            let fenced = matches!(&result, Err(InvokeError::Unavailable { reason, .. }) if reason == FENCED_OUT);
             self.answer(envelope.reply, result);
             if fenced {
                 let error = InvokeError::Unavailable {
@@ -641,6 +648,16 @@ impl<A: Actor> Inner<A> {
             if let Ok(mut state) = self.load_state(actor) {
                 while let Some(envelope) = mailbox.recv().await {
                     if envelope.shutdown {
+                        continue;
+                    }
+                    if self.ownership.serving_token(actor) != Some(token) {
+                        self.answer(
+                            envelope.reply,
+                            Err(InvokeError::Unavailable {
+                                actor: actor.clone(),
+                                reason: "this node stopped owning the actor (self-fenced)".to_string(),
+                            }),
+                        );
                         continue;
                     }
                     let result = self
@@ -748,7 +765,9 @@ impl<A: Actor> Inner<A> {
                 txn: &mut txn,
                 now,
             };
-            AssertUnwindSafe(self.actor.handle(&mut ctx, &mut next, decoded))
+            // The call itself is inside the guarded future: a panic in the
+            // handler's synchronous part is caught too.
+            AssertUnwindSafe(async { self.actor.handle(&mut ctx, &mut next, decoded).await })
                 .catch_unwind()
                 .await
         };
@@ -797,7 +816,11 @@ impl<A: Actor> Inner<A> {
                     *state = durable;
                 }
                 match error {
-                    StorageError::FencingRejected { .. } => Err(InvokeError::Storage(error)),
+                    // No effect: the caller may retry (on the new owner).
+                    StorageError::FencingRejected { .. } => Err(InvokeError::Unavailable {
+                        actor: actor.clone(),
+                        reason: FENCED_OUT.to_string(),
+                    }),
                     other => Err(self.storage_error(actor, other)),
                 }
             }

@@ -58,6 +58,8 @@ impl Actor for Counter {
                 CounterMessage::Get => Ok(*state),
                 CounterMessage::Panic => {
                     *state += 1_000;
+                    ctx.put(b"last-add", Bytes::from_static(b"from the panicking handler"))
+                        .map_err(|error| HandlerError::new(error.to_string()))?;
                     panic!("counter exploded")
                 }
                 CounterMessage::Fail => Err(HandlerError::new("refused")),
@@ -176,7 +178,9 @@ async fn a_panicking_handler_fails_one_invocation_and_the_actor_goes_on() {
             message: "counter exploded".into()
         })
     );
-    // The panic's state change (+1000) was discarded; the next call works.
+    // The panic's state change (+1000) and its write were discarded.
+    let mut txn = node.store.begin().expect("begin");
+    assert_eq!(txn.get(&a, b"last-add"), Ok(Some(Bytes::from_static(b"1"))));
     assert_eq!(node.runtime.invoke(&a, CounterMessage::Add(1), options()).await, Ok(2));
     assert_eq!(node.runtime.invoke(&b, CounterMessage::Get, options()).await, Ok(10));
     assert_eq!(node.runtime.stats().panics, 1);

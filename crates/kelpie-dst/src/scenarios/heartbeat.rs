@@ -72,6 +72,7 @@ impl Default for HeartbeatScenario {
                     .with(FaultKind::MessageDelay, 0.1)
                     .with(FaultKind::MessageDuplicate, 0.1);
                 faults.crash_downtime_max = Duration::from_secs(3);
+                faults.message_delay_max = Duration::from_millis(400);
                 faults
             },
             config: HeartbeatConfig::default(),
