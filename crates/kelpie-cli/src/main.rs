@@ -13,6 +13,8 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use kelpie_core::KelpieConfig;
 use kelpie_dst::scenarios::heartbeat::HeartbeatScenario;
+use kelpie_dst::scenarios::ownership::OwnershipScenario;
+use kelpie_dst::scenarios::runtime::RuntimeScenario;
 use kelpie_dst::scenarios::storage::StorageScenario;
 use kelpie_dst::FaultConfig;
 
@@ -34,6 +36,10 @@ enum Scenario {
     Heartbeat,
     /// Embedded storage, store and journal under disk faults and crashes.
     Storage,
+    /// The ownership protocol (single activation) on 3+ nodes.
+    Ownership,
+    /// The actor runtime on 3+ nodes with retrying clients.
+    Runtime,
 }
 
 #[derive(Debug, Subcommand)]
@@ -120,6 +126,39 @@ fn run_dst(options: DstOptions) -> ExitCode {
                     coverage.crashed_pairs_checked
                 );
                 (report, Some(coverage))
+            })
+        }
+        Scenario::Ownership | Scenario::Runtime if nodes < 3 => {
+            eprintln!("error: --nodes must be at least 3 for the {scenario:?} scenario");
+            return ExitCode::from(2);
+        }
+        Scenario::Ownership => {
+            let mut run = OwnershipScenario {
+                nodes,
+                max_virtual_time,
+                ..OwnershipScenario::default()
+            };
+            if no_faults {
+                run.faults = FaultConfig::none();
+            }
+            run.run(seed)
+                .map(|(report, coverage)| (report, Some(format!("coverage: commits={}", coverage.commits))))
+        }
+        Scenario::Runtime => {
+            let mut run = RuntimeScenario {
+                nodes,
+                max_virtual_time,
+                ..RuntimeScenario::default()
+            };
+            if no_faults {
+                run.faults = FaultConfig::none();
+            }
+            run.run(seed).map(|(report, coverage)| {
+                let line = format!(
+                    "coverage: acknowledged={} actors_served_after_faults={}",
+                    coverage.acknowledged, coverage.served_after_quiet
+                );
+                (report, Some(line))
             })
         }
         Scenario::Storage => {
