@@ -112,7 +112,8 @@ fn options() -> InvokeOptions {
     InvokeOptions::default()
 }
 
-#[tokio::test]
+// Paused tokio time: the idle timeout elapses exactly, however loaded the machine.
+#[tokio::test(start_paused = true)]
 async fn state_persists_across_invocations_and_deactivation() {
     let mut config = RuntimeConfig::new("counter");
     config.idle_timeout = Duration::from_millis(20);

@@ -36,7 +36,7 @@ use serde::{Deserialize, Serialize};
 
 use super::ownership::{
     check_fence_monotonic, check_lease_uniqueness, check_single_activation, lease_timing, liveness_from,
-    single_activation_faults, HasOwnership,
+    single_activation_faults, FenceAudit, HasOwnership,
 };
 use crate::faults::FaultConfig;
 use crate::simulation::{HarnessEnv, SimFailure, SimReport, Simulation, WorldView};
@@ -173,39 +173,8 @@ struct Ghost {
     issued: BTreeMap<ActorId, u64>,
     writes_issued: BTreeMap<ActorId, Vec<(String, Duration)>>,
     served_after_quiet: BTreeMap<ActorId, u64>,
-    /// Fencing token per actor as installed, in commit order (audit).
-    fences: BTreeMap<ActorId, u64>,
-    /// The first commit applied with a token older than the installed fence.
-    zombie_write: Option<String>,
-}
-
-/// Audits one applied commit (called by the store in commit order): a
-/// commit carrying an actor's state token must carry the installed fence.
-fn audit_commit(ghost: &SharedGhost, writes: &BTreeMap<Vec<u8>, Option<bytes::Bytes>>) {
-    let mut ghost = lock(ghost);
-    for (raw, value) in writes {
-        let Some((space, actor, key)) = kelpie_storage::key::split_raw_key(raw) else {
-            continue;
-        };
-        let token = value
-            .as_ref()
-            .and_then(|value| <[u8; 8]>::try_from(value.as_ref()).ok())
-            .map(u64::from_be_bytes);
-        match (space, token) {
-            (kelpie_storage::key::Space::Fence, Some(token)) => {
-                ghost.fences.insert(actor, token);
-            }
-            (kelpie_storage::key::Space::State, Some(token)) if key == TOKEN_KEY => {
-                let fence = ghost.fences.get(&actor).copied().unwrap_or(0);
-                if token < fence && ghost.zombie_write.is_none() {
-                    ghost.zombie_write = Some(format!(
-                        "{actor}: a commit with token {token} was applied after fence {fence} was installed"
-                    ));
-                }
-            }
-            _ => {}
-        }
-    }
+    /// Applied commits audited for zombie writes.
+    audit: FenceAudit,
 }
 
 type SharedGhost = Arc<Mutex<Ghost>>;
@@ -512,7 +481,9 @@ impl RuntimeScenario {
                 Box::pin(async move {
                     let store = Store::new(Arc::new(MemoryEngine::new()), env.spawner.clone());
                     let audit = store_ghost.clone();
-                    store.observe_commits(Arc::new(move |_version, writes| audit_commit(&audit, writes)));
+                    store.observe_commits(Arc::new(move |_version, writes| {
+                        lock(&audit).audit.commit(writes, TOKEN_KEY)
+                    }));
                     lock(&store_ghost).store = Some(store);
                 })
             });
@@ -538,11 +509,9 @@ impl RuntimeScenario {
                     check_fence_monotonic(&store, &all_actors(), &mut fences)
                 }
             })
-            .invariant(NO_ZOMBIE_WRITE, move |_| {
-                match lock(&fence_ghost).zombie_write.clone() {
-                    Some(violation) => Err(violation),
-                    None => Ok(()),
-                }
+            .invariant(NO_ZOMBIE_WRITE, move |_| match lock(&fence_ghost).audit.violation() {
+                Some(violation) => Err(violation.clone()),
+                None => Ok(()),
             })
             .invariant(GRACEFUL_DEACTIVATION, |view: &WorldView<'_, RuntimeNode>| {
                 for node in view.nodes {
