@@ -32,6 +32,19 @@ fn io(context: &str, error: impl std::fmt::Display) -> StorageError {
     }
 }
 
+/// redb errors after which the database does nothing more until reopened
+/// are `Failed`, not a retryable `Io`.
+fn storage(context: &str, error: &redb::StorageError) -> StorageError {
+    match error {
+        redb::StorageError::PreviousIo | redb::StorageError::DatabaseClosed | redb::StorageError::Corrupted(_) => {
+            StorageError::Failed {
+                message: format!("{context}: {error}"),
+            }
+        }
+        other => io(context, other),
+    }
+}
+
 /// redb as a Kelpie engine.
 pub struct EmbeddedEngine {
     db: Database,
@@ -92,7 +105,7 @@ struct EmbeddedSnapshot {
 
 impl Snapshot for EmbeddedSnapshot {
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-        let value = self.table.get(key).map_err(|error| io("read", error))?;
+        let value = self.table.get(key).map_err(|error| storage("read", &error))?;
         Ok(value.map(|guard| Bytes::copy_from_slice(guard.value())))
     }
 
@@ -113,17 +126,19 @@ struct EmbeddedWrite<'a, 'txn> {
 
 impl WriteView for EmbeddedWrite<'_, '_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-        let value = self.table.get(key).map_err(|error| io("read", error))?;
+        let value = self.table.get(key).map_err(|error| storage("read", &error))?;
         Ok(value.map(|guard| Bytes::copy_from_slice(guard.value())))
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.table.insert(key, value).map_err(|error| io("write", error))?;
+        self.table
+            .insert(key, value)
+            .map_err(|error| storage("write", &error))?;
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
-        self.table.remove(key).map_err(|error| io("delete", error))?;
+        self.table.remove(key).map_err(|error| storage("delete", &error))?;
         Ok(())
     }
 }
@@ -137,7 +152,10 @@ impl Engine for EmbeddedEngine {
 
     fn write(&self, body: WriteBody<'_>) -> Result<(), StorageError> {
         #[allow(unused_mut)] // Mutable only with the bug switch.
-        let mut txn = self.db.begin_write().map_err(|error| io("begin write", error))?;
+        let mut txn = self.db.begin_write().map_err(|error| match &error {
+            redb::TransactionError::Storage(inner) => storage("begin write", inner),
+            other => io("begin write", other),
+        })?;
         #[cfg(feature = "bug-storage-ack-before-sync")]
         txn.set_durability(redb::Durability::None)
             .map_err(|error| io("set durability", error))?;
@@ -145,7 +163,10 @@ impl Engine for EmbeddedEngine {
             let mut table = txn.open_table(KV).map_err(|error| io("open table", error))?;
             body(&mut EmbeddedWrite { table: &mut table })?;
         }
-        txn.commit().map_err(|error| io("commit", error))
+        txn.commit().map_err(|error| match &error {
+            redb::CommitError::Storage(inner) => storage("commit", inner),
+            other => io("commit", other),
+        })
     }
 
     fn is_durable(&self) -> bool {

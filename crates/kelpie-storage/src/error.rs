@@ -94,6 +94,14 @@ pub enum StorageError {
         /// What failed.
         message: String,
     },
+    /// The engine failed in a way it does not recover from while running
+    /// (after an I/O error redb refuses all further work): restart the
+    /// node; recovery on open restores the last durable state.
+    #[error("storage failed and must be reopened (restart the node): {message}")]
+    Failed {
+        /// What failed.
+        message: String,
+    },
     /// The store is shut down.
     #[error("store is closed")]
     Closed,

@@ -296,3 +296,93 @@ async fn embedded_commits_survive_reopen_and_a_second_opener_is_refused() {
     let mut txn = store.begin().expect("begin");
     assert_eq!(txn.get(&actor("d"), b"k"), Ok(Some(Bytes::from_static(b"durable"))));
 }
+
+/// A disk whose `sync_data` fails while `fail` is set.
+#[derive(Debug)]
+struct FlakyDisk {
+    inner: kelpie_core::disk::OsDisk,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+#[derive(Debug)]
+struct FlakyFile {
+    inner: Arc<dyn kelpie_core::disk::DiskFile>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl kelpie_core::disk::Disk for FlakyDisk {
+    fn open(&self, name: &str) -> Result<Arc<dyn kelpie_core::disk::DiskFile>, kelpie_core::disk::DiskError> {
+        Ok(Arc::new(FlakyFile {
+            inner: self.inner.open(name)?,
+            fail: self.fail.clone(),
+        }))
+    }
+
+    fn exists(&self, name: &str) -> Result<bool, kelpie_core::disk::DiskError> {
+        self.inner.exists(name)
+    }
+}
+
+impl kelpie_core::disk::DiskFile for FlakyFile {
+    fn len(&self) -> Result<u64, kelpie_core::disk::DiskError> {
+        self.inner.len()
+    }
+    fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, kelpie_core::disk::DiskError> {
+        self.inner.read(offset, len)
+    }
+    fn write(&self, offset: u64, data: &[u8]) -> Result<(), kelpie_core::disk::DiskError> {
+        self.inner.write(offset, data)
+    }
+    fn set_len(&self, len: u64) -> Result<(), kelpie_core::disk::DiskError> {
+        self.inner.set_len(len)
+    }
+    fn sync_data(&self) -> Result<(), kelpie_core::disk::DiskError> {
+        if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(kelpie_core::disk::DiskError::Io {
+                file: "kelpie.redb".into(),
+                operation: "sync_data",
+                message: "injected EIO".into(),
+            });
+        }
+        self.inner.sync_data()
+    }
+}
+
+#[tokio::test]
+async fn after_an_fsync_failure_the_store_says_it_must_be_reopened_and_reopening_recovers() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fail = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let disk = FlakyDisk {
+        inner: kelpie_core::disk::OsDisk::open_dir(dir.path()).expect("disk"),
+        fail: fail.clone(),
+    };
+    let store = store_on(Arc::new(EmbeddedEngine::open_on_disk(&disk).expect("open")));
+    let a = actor("flaky");
+    let mut txn = store.begin().expect("begin");
+    txn.put(&a, b"k", Bytes::from_static(b"durable")).expect("put");
+    txn.commit().await.expect("commit");
+    fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut txn = store.begin().expect("begin");
+    txn.put(&a, b"k", Bytes::from_static(b"lost")).expect("put");
+    assert!(
+        matches!(txn.commit().await, Err(StorageError::Io { .. })),
+        "the failed fsync itself"
+    );
+    fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut txn = store.begin().expect("begin");
+    txn.put(&a, b"k", Bytes::from_static(b"after")).expect("put");
+    let result = txn.commit().await;
+    assert!(matches!(result, Err(StorageError::Failed { .. })), "{result:?}");
+    assert!(!result.expect_err("failed").is_retryable());
+    store.close();
+    drop(store);
+    tokio::task::yield_now().await;
+    // Reopening recovers the last durable state.
+    let reopened = store_on(Arc::new(EmbeddedEngine::open_on_disk(&disk).expect("reopen")));
+    let mut check = reopened.begin().expect("begin");
+    let value = check.get(&a, b"k").expect("read");
+    assert!(
+        value == Some(Bytes::from_static(b"durable")) || value == Some(Bytes::from_static(b"lost")),
+        "{value:?}"
+    );
+}
