@@ -86,7 +86,7 @@ impl Scribbler {
                 cursor += RECORD_BYTES as u64;
                 written.extend_from_slice(&record);
             }
-            if sequence % 4 == 0 && file.sync_data().is_ok() {
+            if sequence.is_multiple_of(4) && file.sync_data().is_ok() {
                 ghost
                     .lock()
                     .expect("not poisoned")

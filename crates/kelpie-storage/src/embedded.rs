@@ -45,10 +45,42 @@ fn storage(context: &str, error: &redb::StorageError) -> StorageError {
     }
 }
 
+/// The lock file that keeps a second process out of the data directory.
+pub const LOCK_FILE: &str = "kelpie.lock";
+/// Where a new database is built before it is renamed into place.
+const CREATING_FILE: &str = "kelpie.redb.creating";
+
+/// Creates an empty database at `path` so that a crash at any moment leaves
+/// either no database or a complete one: build it under another name, sync
+/// it, rename it into place, sync the directory. (A process killed while
+/// redb initializes a file in place leaves a file redb cannot open.)
+fn create_atomically(dir: &Path, path: &Path) -> Result<(), StorageError> {
+    let creating = dir.join(CREATING_FILE);
+    let context = |what: &str| format!("{what} {}", creating.display());
+    // A leftover from a crash during an earlier creation held no data.
+    if creating.exists() {
+        std::fs::remove_file(&creating).map_err(|error| io(&context("remove"), error))?;
+    }
+    {
+        let db = Database::create(&creating).map_err(|error| io(&context("create"), error))?;
+        EmbeddedEngine::create_table(&db)?;
+    }
+    std::fs::File::open(&creating)
+        .and_then(|file| file.sync_all())
+        .map_err(|error| io(&context("sync"), error))?;
+    std::fs::rename(&creating, path).map_err(|error| io(&context("rename"), error))?;
+    std::fs::File::open(dir)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|error| io(&format!("sync {}", dir.display()), error))?;
+    Ok(())
+}
+
 /// redb as a Kelpie engine.
 pub struct EmbeddedEngine {
     db: Database,
     location: String,
+    /// Held (and locked) while the engine lives; `None` on a [`Disk`].
+    _lock: Option<std::fs::File>,
 }
 
 impl std::fmt::Debug for EmbeddedEngine {
@@ -66,17 +98,36 @@ impl EmbeddedEngine {
     pub fn open_dir(dir: impl AsRef<Path>) -> Result<Self, StorageError> {
         let dir = dir.as_ref();
         std::fs::create_dir_all(dir).map_err(|error| io(&format!("create {}", dir.display()), error))?;
+        let locked = || StorageError::Locked {
+            path: dir.display().to_string(),
+        };
+        // One process per data directory, for the engine's whole life.
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|error| io(&format!("open {}", lock_path.display()), error))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Err(locked()),
+            Err(std::fs::TryLockError::Error(error)) => {
+                return Err(io(&format!("lock {}", lock_path.display()), error))
+            }
+        }
         let path: PathBuf = dir.join(DATABASE_FILE);
+        if !path.exists() {
+            create_atomically(dir, &path)?;
+        }
         let db = match Database::create(&path) {
             Ok(db) => db,
-            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
-                return Err(StorageError::Locked {
-                    path: dir.display().to_string(),
-                })
-            }
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => return Err(locked()),
             Err(error) => return Err(io(&format!("open {}", path.display()), error)),
         };
-        Self::initialized(db, path.display().to_string())
+        let mut engine = Self::initialized(db, path.display().to_string())?;
+        engine._lock = Some(lock);
+        Ok(engine)
     }
 
     /// Opens (or creates) the database on `disk` (the simulator's disk, or
@@ -91,8 +142,18 @@ impl EmbeddedEngine {
         Self::initialized(db, format!("disk:{DATABASE_FILE}"))
     }
 
+    fn create_table(db: &Database) -> Result<(), StorageError> {
+        let txn = db.begin_write().map_err(|error| io("begin write", error))?;
+        txn.open_table(KV).map_err(|error| io("open table", error))?;
+        txn.commit().map_err(|error| io("commit", error))
+    }
+
     fn initialized(db: Database, location: String) -> Result<Self, StorageError> {
-        let engine = Self { db, location };
+        let engine = Self {
+            db,
+            location,
+            _lock: None,
+        };
         // Create the table so read transactions always find it.
         engine.write(&mut |_| Ok(()))?;
         Ok(engine)

@@ -558,7 +558,7 @@ fn sigkilled_writer_loses_no_acknowledged_commit_and_replays_pending_entries_onc
     let mut model = Model::default();
     let mut totals = Totals::default();
     for iteration in 0..iterations {
-        let kill = if rng.next() % KILL_DURING_OPEN_EVERY == 0 {
+        let kill = if rng.next().is_multiple_of(KILL_DURING_OPEN_EVERY) {
             KillPoint::AfterSpawn {
                 delay_ms: rng.between(0, KILL_DURING_OPEN_DELAY_MS_MAX),
             }

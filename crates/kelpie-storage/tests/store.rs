@@ -386,3 +386,25 @@ async fn after_an_fsync_failure_the_store_says_it_must_be_reopened_and_reopening
         "{value:?}"
     );
 }
+
+#[test]
+fn a_database_half_created_by_a_killed_process_is_discarded_but_a_damaged_one_is_not() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A process killed while creating leaves only the temporary file.
+    std::fs::write(dir.path().join("kelpie.redb.creating"), b"half a header").expect("write");
+    let engine = EmbeddedEngine::open_dir(dir.path()).expect("a clean database is created");
+    drop(engine);
+    assert!(!dir.path().join("kelpie.redb.creating").exists());
+    // A damaged database in place is reported, never replaced.
+    let other = tempfile::tempdir().expect("tempdir");
+    std::fs::write(other.path().join("kelpie.redb"), b"not a database").expect("write");
+    match EmbeddedEngine::open_dir(other.path()) {
+        Err(StorageError::Io { message }) => assert!(message.contains("kelpie.redb"), "{message}"),
+        Err(other) => panic!("unexpected error {other}"),
+        Ok(_) => panic!("a damaged database must not open"),
+    }
+    assert_eq!(
+        std::fs::read(other.path().join("kelpie.redb")).expect("read"),
+        b"not a database"
+    );
+}
