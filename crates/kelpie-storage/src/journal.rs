@@ -172,6 +172,17 @@ impl<'a> Reader<'a> {
         self.take(len)
     }
 
+    /// An entry status: 0 = pending, 1 = completed followed by its result.
+    fn status(&mut self) -> Result<EntryStatus, StorageError> {
+        match self.u8()? {
+            0 => Ok(EntryStatus::Pending),
+            1 => Ok(EntryStatus::Completed {
+                result: Bytes::copy_from_slice(self.blob()?),
+            }),
+            other => Err(self.corrupt(format!("bad status {other}"))),
+        }
+    }
+
     fn finish(self) -> Result<(), StorageError> {
         if self.bytes.is_empty() {
             Ok(())
@@ -184,6 +195,16 @@ impl<'a> Reader<'a> {
 fn put_blob(out: &mut Vec<u8>, blob: &[u8]) {
     out.extend_from_slice(&(blob.len() as u32).to_le_bytes());
     out.extend_from_slice(blob);
+}
+
+fn put_status(out: &mut Vec<u8>, status: &EntryStatus) {
+    match status {
+        EntryStatus::Pending => out.push(0),
+        EntryStatus::Completed { result } => {
+            out.push(1);
+            put_blob(out, result);
+        }
+    }
 }
 
 fn header(magic: &[u8; 2]) -> Vec<u8> {
@@ -205,13 +226,7 @@ pub fn encode_entry(entry: &JournalEntry) -> Bytes {
         None => out.push(0),
     }
     put_blob(&mut out, &entry.payload);
-    match &entry.status {
-        EntryStatus::Pending => out.push(0),
-        EntryStatus::Completed { result } => {
-            out.push(1);
-            put_blob(&mut out, result);
-        }
-    }
+    put_status(&mut out, &entry.status);
     seal(out)
 }
 
@@ -234,13 +249,7 @@ pub fn decode_entry(actor: &ActorId, sequence: u64, bytes: &[u8]) -> Result<Jour
         other => return Err(reader.corrupt(format!("bad idempotency flag {other}"))),
     };
     let payload = Bytes::copy_from_slice(reader.blob()?);
-    let status = match reader.u8()? {
-        0 => EntryStatus::Pending,
-        1 => EntryStatus::Completed {
-            result: Bytes::copy_from_slice(reader.blob()?),
-        },
-        other => return Err(reader.corrupt(format!("bad status {other}"))),
-    };
+    let status = reader.status()?;
     reader.finish()?;
     Ok(JournalEntry {
         actor: actor.clone(),
@@ -263,13 +272,7 @@ fn encode_idempotency(record: &IdempotencyRecord) -> Bytes {
     let mut out = header(IDEMPOTENCY_MAGIC);
     out.extend_from_slice(&record.sequence.to_le_bytes());
     out.extend_from_slice(&record.completed_unix_ms.to_le_bytes());
-    match &record.status {
-        EntryStatus::Pending => out.push(0),
-        EntryStatus::Completed { result } => {
-            out.push(1);
-            put_blob(&mut out, result);
-        }
-    }
+    put_status(&mut out, &record.status);
     seal(out)
 }
 
@@ -277,13 +280,7 @@ fn decode_idempotency(location: &str, bytes: &[u8]) -> Result<IdempotencyRecord,
     let mut reader = Reader::open(bytes, IDEMPOTENCY_MAGIC, location)?;
     let sequence = reader.u64()?;
     let completed_unix_ms = reader.u64()? as i64;
-    let status = match reader.u8()? {
-        0 => EntryStatus::Pending,
-        1 => EntryStatus::Completed {
-            result: Bytes::copy_from_slice(reader.blob()?),
-        },
-        other => return Err(reader.corrupt(format!("bad status {other}"))),
-    };
+    let status = reader.status()?;
     reader.finish()?;
     Ok(IdempotencyRecord {
         sequence,
