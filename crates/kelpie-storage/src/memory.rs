@@ -1,20 +1,92 @@
-//! The in-memory engine: a persistent ordered map. A snapshot is an O(1)
-//! clone; a write transaction works on its own copy and replaces the map in
-//! one step, so a reader sees every write of a commit or none.
+//! The in-memory engine: a multi-version ordered map.
+//!
+//! Every key keeps its newest value plus the older versions some live
+//! snapshot may still read. A write transaction buffers its writes and
+//! applies them under the map's write lock with the next sequence number,
+//! then publishes that number: a snapshot (a sequence number) sees every
+//! write of a commit or none. Versions no live snapshot can read are pruned
+//! as keys are written again.
 
-use std::sync::{Mutex, MutexGuard};
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
-use imbl::OrdMap;
 
 use crate::engine::{Engine, Snapshot, WriteBody, WriteView};
 use crate::error::StorageError;
 
+/// One key's versions: the newest inline, older ones (newest last) only
+/// while a live snapshot may read them.
+#[derive(Debug)]
+struct Versions {
+    latest: (u64, Option<Bytes>),
+    older: Vec<(u64, Option<Bytes>)>,
+}
+
+impl Versions {
+    /// The value visible at sequence `at`; `None` if the key did not exist.
+    fn at(&self, at: u64) -> Option<&Option<Bytes>> {
+        if self.latest.0 <= at {
+            return Some(&self.latest.1);
+        }
+        self.older
+            .iter()
+            .rev()
+            .find(|(sequence, _)| *sequence <= at)
+            .map(|(_, value)| value)
+    }
+
+    /// Records `value` at `sequence`, keeping only the older versions some
+    /// reader at or after `oldest_reader` can still see.
+    fn push(&mut self, sequence: u64, value: Option<Bytes>, oldest_reader: u64) {
+        let previous = std::mem::replace(&mut self.latest, (sequence, value));
+        if oldest_reader >= sequence {
+            // Every reader sees the new version.
+            self.older = Vec::new();
+            return;
+        }
+        self.older.push(previous);
+        // The oldest reader sees the newest version at or before it; older
+        // ones are invisible to everyone.
+        if let Some(visible) = self.older.iter().rposition(|(version, _)| *version <= oldest_reader) {
+            self.older.drain(..visible);
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    map: RwLock<BTreeMap<Vec<u8>, Versions>>,
+    /// The sequence of the last applied write transaction.
+    sequence: AtomicU64,
+    /// Live snapshots by sequence (count per sequence).
+    readers: Mutex<BTreeMap<u64, usize>>,
+    /// Serialises write transactions.
+    writer: Mutex<()>,
+}
+
+impl Shared {
+    // Every update under these locks is a single map operation or a
+    // version push that cannot panic midway: a poisoned lock still guards a
+    // consistent value.
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Vec<u8>, Versions>> {
+        self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Versions>> {
+        self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn readers(&self) -> MutexGuard<'_, BTreeMap<u64, usize>> {
+        self.readers.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
 /// Volatile storage for tests and single-process use.
 #[derive(Debug, Default)]
 pub struct MemoryEngine {
-    map: Mutex<OrdMap<Vec<u8>, Bytes>>,
-    writer: Mutex<()>,
+    shared: Arc<Shared>,
 }
 
 impl MemoryEngine {
@@ -23,70 +95,299 @@ impl MemoryEngine {
         Self::default()
     }
 
-    fn map(&self) -> MutexGuard<'_, OrdMap<Vec<u8>, Bytes>> {
-        // The map is replaced whole, never left half-updated, so a poisoned
-        // lock still guards a consistent value.
-        self.map.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// How many old versions are kept for live snapshots (for tests).
+    pub fn retained_versions(&self) -> usize {
+        self.shared.read().values().map(|versions| versions.older.len()).sum()
     }
 }
 
 struct MemorySnapshot {
-    map: OrdMap<Vec<u8>, Bytes>,
+    shared: Arc<Shared>,
+    sequence: u64,
+}
+
+impl Drop for MemorySnapshot {
+    fn drop(&mut self) {
+        let mut readers = self.shared.readers();
+        if let Some(count) = readers.get_mut(&self.sequence) {
+            *count -= 1;
+            if *count == 0 {
+                readers.remove(&self.sequence);
+            }
+        }
+    }
 }
 
 impl Snapshot for MemorySnapshot {
     fn get(&self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-        Ok(self.map.get(key).cloned())
+        let map = self.shared.read();
+        Ok(map
+            .get(key)
+            .and_then(|versions| versions.at(self.sequence))
+            .and_then(Clone::clone))
     }
 
     fn scan(&self, start: &[u8], end: &[u8], limit: usize) -> Result<Vec<(Vec<u8>, Bytes)>, StorageError> {
-        Ok(self
-            .map
-            .range(start.to_vec()..end.to_vec())
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let map = self.shared.read();
+        Ok(map
+            .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Excluded(end)))
+            .filter_map(|(key, versions)| match versions.at(self.sequence) {
+                Some(Some(value)) => Some((key.clone(), value.clone())),
+                _ => None,
+            })
             .take(limit)
-            .map(|(key, value)| (key.clone(), value.clone()))
             .collect())
     }
 }
 
-struct MemoryWrite {
-    map: OrdMap<Vec<u8>, Bytes>,
+/// A write transaction's view: its own buffered writes over the newest
+/// committed values (writers are serialised, so those cannot change).
+struct MemoryWrite<'a> {
+    map: &'a BTreeMap<Vec<u8>, Versions>,
+    writes: BTreeMap<Vec<u8>, Option<Bytes>>,
 }
 
-impl WriteView for MemoryWrite {
+impl WriteView for MemoryWrite<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-        Ok(self.map.get(key).cloned())
+        if let Some(value) = self.writes.get(key) {
+            return Ok(value.clone());
+        }
+        Ok(self.map.get(key).and_then(|versions| versions.latest.1.clone()))
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.map.insert(key.to_vec(), Bytes::copy_from_slice(value));
+        self.writes.insert(key.to_vec(), Some(Bytes::copy_from_slice(value)));
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
-        self.map.remove(key);
+        self.writes.insert(key.to_vec(), None);
         Ok(())
     }
 }
 
 impl Engine for MemoryEngine {
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError> {
+        // Reading the sequence and registering it happen under the readers
+        // lock, so no writer can prune the versions it needs in between.
+        let sequence = {
+            let mut readers = self.shared.readers();
+            let sequence = self.shared.sequence.load(Ordering::Acquire);
+            *readers.entry(sequence).or_insert(0) += 1;
+            sequence
+        };
         Ok(Box::new(MemorySnapshot {
-            map: self.map().clone(),
+            shared: self.shared.clone(),
+            sequence,
         }))
     }
 
     fn write(&self, body: WriteBody<'_>) -> Result<(), StorageError> {
-        let _writer = self.writer.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut working = MemoryWrite {
-            map: self.map().clone(),
+        let _writer = self
+            .shared
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let writes = {
+            let map = self.shared.read();
+            let mut view = MemoryWrite {
+                map: &map,
+                writes: BTreeMap::new(),
+            };
+            body(&mut view)?;
+            view.writes
         };
-        body(&mut working)?;
-        *self.map() = working.map;
+        if writes.is_empty() {
+            return Ok(());
+        }
+        // Holding the readers lock until the sequence is published: no
+        // snapshot can start in between, so a reader older than this
+        // transaction is one registered now.
+        let readers = self.shared.readers();
+        let oldest_reader = readers.keys().next().copied().unwrap_or(u64::MAX);
+        let sequence = self.shared.sequence.load(Ordering::Acquire) + 1;
+        let mut map = self.shared.write();
+        for (key, value) in writes {
+            match map.get_mut(&key) {
+                Some(versions) => {
+                    versions.push(sequence, value, oldest_reader);
+                    if versions.latest.1.is_none() && versions.older.is_empty() {
+                        // Deleted and no reader can see an older value.
+                        map.remove(&key);
+                    }
+                }
+                None => {
+                    // A new key: readers before `sequence` see it absent.
+                    if value.is_some() {
+                        map.insert(
+                            key,
+                            Versions {
+                                latest: (sequence, value),
+                                older: Vec::new(),
+                            },
+                        );
+                    }
+                }
+            }
+        }
+        // Published while the map is still locked: a snapshot taken from
+        // now on sees the whole transaction.
+        self.shared.sequence.store(sequence, Ordering::Release);
+        drop(map);
+        drop(readers);
         Ok(())
     }
 
     fn is_durable(&self) -> bool {
         false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(engine: &MemoryEngine, key: &[u8], value: Option<&[u8]>) {
+        engine
+            .write(&mut |view| match value {
+                Some(value) => view.put(key, value),
+                None => view.delete(key),
+            })
+            .expect("write");
+    }
+
+    #[test]
+    fn snapshots_see_their_own_version_through_overwrites_and_deletes() {
+        let engine = MemoryEngine::new();
+        put(&engine, b"k", Some(b"1"));
+        let first = engine.snapshot().expect("snapshot");
+        put(&engine, b"k", Some(b"2"));
+        let second = engine.snapshot().expect("snapshot");
+        put(&engine, b"k", None);
+        put(&engine, b"n", Some(b"new"));
+        let third = engine.snapshot().expect("snapshot");
+        assert_eq!(first.get(b"k").expect("get"), Some(Bytes::from_static(b"1")));
+        assert_eq!(second.get(b"k").expect("get"), Some(Bytes::from_static(b"2")));
+        assert_eq!(third.get(b"k").expect("get"), None);
+        assert_eq!(first.get(b"n").expect("get"), None);
+        assert_eq!(
+            first.scan(b"a", b"z", 10).expect("scan"),
+            vec![(b"k".to_vec(), Bytes::from_static(b"1"))]
+        );
+        assert_eq!(
+            third.scan(b"a", b"z", 10).expect("scan"),
+            vec![(b"n".to_vec(), Bytes::from_static(b"new"))]
+        );
+        // Both old versions of `k` are kept for the first two snapshots.
+        assert_eq!(engine.retained_versions(), 2);
+        drop(first);
+        drop(second);
+        drop(third);
+        put(&engine, b"n", Some(b"newer"));
+        put(&engine, b"k", Some(b"3"));
+        assert_eq!(engine.retained_versions(), 0);
+    }
+
+    #[test]
+    fn a_failed_write_body_applies_nothing() {
+        let engine = MemoryEngine::new();
+        let result = engine.write(&mut |view| {
+            view.put(b"a", b"1")?;
+            Err(StorageError::Closed)
+        });
+        assert_eq!(result, Err(StorageError::Closed));
+        assert_eq!(engine.snapshot().expect("snapshot").get(b"a").expect("get"), None);
+    }
+
+    #[test]
+    fn a_write_view_reads_its_own_writes() {
+        let engine = MemoryEngine::new();
+        put(&engine, b"a", Some(b"1"));
+        engine
+            .write(&mut |view| {
+                assert_eq!(view.get(b"a")?, Some(Bytes::from_static(b"1")));
+                view.put(b"a", b"2")?;
+                assert_eq!(view.get(b"a")?, Some(Bytes::from_static(b"2")));
+                view.delete(b"a")?;
+                assert_eq!(view.get(b"a")?, None);
+                Ok(())
+            })
+            .expect("write");
+        assert_eq!(engine.snapshot().expect("snapshot").get(b"a").expect("get"), None);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Write(Vec<(u8, Option<u8>)>),
+        Take,
+        Drop(usize),
+    }
+
+    fn op() -> impl proptest::strategy::Strategy<Value = Op> {
+        use proptest::prelude::*;
+        prop_oneof![
+            3 => proptest::collection::vec((0u8..6, proptest::option::of(any::<u8>())), 1..4).prop_map(Op::Write),
+            1 => Just(Op::Take),
+            1 => any::<usize>().prop_map(Op::Drop),
+        ]
+    }
+
+    proptest::proptest! {
+        /// Every live snapshot reads exactly the committed state of the
+        /// moment it was taken, whatever was written or pruned since; with
+        /// no live snapshot no old version is kept.
+        #[test]
+        fn snapshots_match_a_copy_of_the_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let engine = MemoryEngine::new();
+            let mut model: BTreeMap<Vec<u8>, Bytes> = BTreeMap::new();
+            let mut live: Vec<(Box<dyn Snapshot>, BTreeMap<Vec<u8>, Bytes>)> = Vec::new();
+            for op in ops {
+                match op {
+                    Op::Write(writes) => {
+                        engine.write(&mut |view| {
+                            for (key, value) in &writes {
+                                match value {
+                                    Some(value) => view.put(&[*key], &[*value])?,
+                                    None => view.delete(&[*key])?,
+                                }
+                            }
+                            Ok(())
+                        }).expect("write");
+                        for (key, value) in writes {
+                            match value {
+                                Some(value) => model.insert(vec![key], Bytes::from(vec![value])),
+                                None => model.remove(&vec![key]),
+                            };
+                        }
+                    }
+                    Op::Take => live.push((engine.snapshot().expect("snapshot"), model.clone())),
+                    Op::Drop(index) => {
+                        if !live.is_empty() {
+                            let index = index % live.len();
+                            live.remove(index);
+                        }
+                    }
+                }
+                for (snapshot, expected) in &live {
+                    let scanned: BTreeMap<Vec<u8>, Bytes> =
+                        snapshot.scan(&[0], &[255], 100).expect("scan").into_iter().collect();
+                    proptest::prop_assert_eq!(&scanned, expected);
+                    for key in 0u8..6 {
+                        proptest::prop_assert_eq!(snapshot.get(&[key]).expect("get"), expected.get(&vec![key]).cloned());
+                    }
+                }
+            }
+            drop(live);
+            engine.write(&mut |view| {
+                for key in 0u8..6 {
+                    view.put(&[key], b"x")?;
+                }
+                Ok(())
+            }).expect("write");
+            proptest::prop_assert_eq!(engine.retained_versions(), 0);
+        }
     }
 }

@@ -101,6 +101,9 @@ struct StoreInner {
     stats: Mutex<StoreStats>,
     occ: Mutex<OccState>,
     queue: Mutex<Option<futures::channel::mpsc::Sender<CommitRequest>>>,
+    /// Serialises inline commits (engines that never block): validation,
+    /// apply and publication of one commit happen as one step.
+    inline: Mutex<()>,
 }
 
 impl StoreInner {
@@ -141,7 +144,8 @@ struct CommitRequest {
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
     writes: BTreeMap<Vec<u8>, Option<Bytes>>,
     fence: Option<Fence>,
-    reply: oneshot::Sender<Result<CommitInfo, StorageError>>,
+    /// Where the committer task sends the outcome (`None` for inline commits).
+    reply: Option<oneshot::Sender<Result<CommitInfo, StorageError>>>,
 }
 
 /// A transactional key-value store shared by every actor of a node.
@@ -168,6 +172,7 @@ impl Store {
             stats: Mutex::new(StoreStats::default()),
             observer: Mutex::new(None),
             queue: Mutex::new(Some(sender)),
+            inline: Mutex::new(()),
         });
         let committer = Committer {
             inner: inner.clone(),
@@ -492,20 +497,29 @@ impl Transaction {
             });
         }
         let inner = active.inner.clone();
-        let (reply, answer) = oneshot::channel();
-        let request = CommitRequest {
+        let mut request = CommitRequest {
             active,
             reads: std::mem::take(&mut self.reads),
             ranges: std::mem::take(&mut self.ranges),
             writes: std::mem::take(&mut self.writes),
             fence: self.fence.take(),
-            reply,
+            reply: None,
         };
-        let sender = inner
-            .queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
+        if !inner.engine.blocks() && !cfg!(feature = "bug-storage-nonatomic-apply") {
+            // An engine that never waits on I/O gains nothing from group
+            // commit: validate and apply here, without a hop to the committer.
+            if lock(&inner.queue).is_none() {
+                return Err(StorageError::Closed);
+            }
+            let _serial = lock(&inner.inline);
+            let (batch, outcomes) = apply_batch(&inner, vec![request]);
+            return publish(&inner, batch, outcomes)
+                .pop()
+                .map_or(Err(StorageError::Closed), |(_, answer)| answer);
+        }
+        let (reply, answer) = oneshot::channel();
+        request.reply = Some(reply);
+        let sender = lock(&inner.queue).clone();
         let Some(mut sender) = sender else {
             return Err(StorageError::Closed);
         };
@@ -514,6 +528,13 @@ impl Transaction {
             .map_err(|_| StorageError::Closed)?;
         answer.await.unwrap_or(Err(StorageError::Closed))
     }
+}
+
+/// Locks `mutex`. Every update under the store's locks is a few
+/// assignments or a single collection operation that cannot panic midway, so
+/// a poisoned lock still guards a consistent value.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 struct Committer {
@@ -621,44 +642,14 @@ impl Committer {
         self.publish(batch, outcomes);
     }
 
-    /// Publishes versions for the successful commits, then answers everyone.
+    /// Publishes the batch's outcomes and answers every waiting committer.
     fn publish(&self, batch: Vec<CommitRequest>, outcomes: BatchOutcome) {
-        {
-            let mut stats = self.inner.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-            stats.batches += 1;
-            for outcome in &outcomes {
-                match outcome {
-                    Ok(_) => stats.commits += 1,
-                    Err(_) => stats.rejected += 1,
-                }
-            }
-        }
-        let mut answers = Vec::with_capacity(batch.len());
-        {
-            let mut occ = self.inner.occ();
-            for (request, outcome) in batch.into_iter().zip(outcomes) {
-                let answer = outcome.map(|keys| {
-                    occ.version += 1;
-                    let version = occ.version;
-                    occ.log.push_back(CommittedWrites { version, keys });
-                    CommitInfo { version }
-                });
-                answers.push((request, answer));
-            }
-        }
-        let observer = self
-            .inner
-            .observer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone();
-        for (request, answer) in answers {
-            if let (Some(observer), Ok(info)) = (&observer, &answer) {
-                observer(info.version, &request.writes);
-            }
+        for (request, answer) in publish(&self.inner, batch, outcomes) {
             let CommitRequest { active, reply, .. } = request;
             drop(active);
-            let _ = reply.send(answer);
+            if let Some(reply) = reply {
+                let _ = reply.send(answer);
+            }
         }
     }
 
@@ -700,6 +691,47 @@ impl Committer {
         let keys = Arc::new(request.writes.keys().cloned().collect::<Vec<_>>());
         self.publish(vec![request], vec![result.map(|()| keys)]);
     }
+}
+
+/// Publishes versions for the successful commits of a batch (in order) and
+/// shows each to the observer; returns every request with its answer.
+fn publish(
+    inner: &StoreInner,
+    batch: Vec<CommitRequest>,
+    outcomes: BatchOutcome,
+) -> Vec<(CommitRequest, Result<CommitInfo, StorageError>)> {
+    {
+        let mut stats = lock(&inner.stats);
+        stats.batches += 1;
+        for outcome in &outcomes {
+            match outcome {
+                Ok(_) => stats.commits += 1,
+                Err(_) => stats.rejected += 1,
+            }
+        }
+    }
+    let mut answers = Vec::with_capacity(batch.len());
+    {
+        let mut occ = inner.occ();
+        for (request, outcome) in batch.into_iter().zip(outcomes) {
+            let answer = outcome.map(|keys| {
+                occ.version += 1;
+                let version = occ.version;
+                occ.log.push_back(CommittedWrites { version, keys });
+                CommitInfo { version }
+            });
+            answers.push((request, answer));
+        }
+    }
+    let observer = lock(&inner.observer).clone();
+    if let Some(observer) = observer {
+        for (request, answer) in &answers {
+            if let Ok(info) = answer {
+                observer(info.version, &request.writes);
+            }
+        }
+    }
+    answers
 }
 
 /// Validates and applies a batch in one engine transaction.
