@@ -319,6 +319,8 @@ mod tests {
         assert_eq!(engine.snapshot().expect("snapshot").get(b"a").expect("get"), None);
     }
 
+    type Model = BTreeMap<Vec<u8>, Bytes>;
+
     #[derive(Clone, Debug)]
     enum Op {
         Write(Vec<(u8, Option<u8>)>),
@@ -342,8 +344,8 @@ mod tests {
         #[test]
         fn snapshots_match_a_copy_of_the_model(ops in proptest::collection::vec(op(), 1..60)) {
             let engine = MemoryEngine::new();
-            let mut model: BTreeMap<Vec<u8>, Bytes> = BTreeMap::new();
-            let mut live: Vec<(Box<dyn Snapshot>, BTreeMap<Vec<u8>, Bytes>)> = Vec::new();
+            let mut model = Model::new();
+            let mut live: Vec<(Box<dyn Snapshot>, Model)> = Vec::new();
             for op in ops {
                 match op {
                     Op::Write(writes) => {
