@@ -466,8 +466,19 @@ fn share(total: u64, caller: usize) -> u64 {
 
 /// W2: `count` asks (`Add(1)`) spread over `CALLERS` concurrent tasks, each
 /// choosing random actors among `ACTORS`.
-#[allow(clippy::disallowed_methods)] // a benchmark measures wall time and spawns real tasks
 fn concurrent(runtime: &tokio::runtime::Runtime, system: &Arc<dyn System>, count: u64, seed: u64) -> Duration {
+    concurrent_asks(runtime, system, count, seed, CounterMessage::Add(1))
+}
+
+/// Like [`concurrent`], asking `message` (W2 reads ask `Get`).
+#[allow(clippy::disallowed_methods)] // a benchmark measures wall time and spawns real tasks
+fn concurrent_asks(
+    runtime: &tokio::runtime::Runtime,
+    system: &Arc<dyn System>,
+    count: u64,
+    seed: u64,
+    message: CounterMessage,
+) -> Duration {
     let system = system.clone();
     on_runtime(runtime, async move {
         let start = Instant::now();
@@ -478,7 +489,7 @@ fn concurrent(runtime: &tokio::runtime::Runtime, system: &Arc<dyn System>, count
                 tokio::spawn(async move {
                     for _ in 0..share(count, caller) {
                         let actor = (rng.next() % ACTORS as u64) as usize;
-                        std::hint::black_box(system.ask(actor, CounterMessage::Add(1)).await);
+                        std::hint::black_box(system.ask(actor, message).await);
                     }
                 })
             })
@@ -746,6 +757,18 @@ fn print_summary(runtime: &tokio::runtime::Runtime, systems: &Systems) {
         .map(|(_, system)| per_second(SUMMARY_W2_ASKS, concurrent(runtime, system, SUMMARY_W2_ASKS, 0xC0FFEE)))
         .collect();
     let stats_after = systems.kelpie.stats();
+    let w2_reads: Vec<f64> = hot
+        .iter()
+        .map(|(_, system)| {
+            let elapsed = concurrent_asks(runtime, system, SUMMARY_W2_ASKS, 0xBEEF, CounterMessage::Get);
+            per_second(SUMMARY_W2_ASKS, elapsed)
+        })
+        .collect();
+    assert_eq!(
+        systems.kelpie.stats().commits,
+        stats_after.commits,
+        "kelpie W2 reads change nothing and commit nothing"
+    );
     let cold_before = systems.kelpie_cold.stats();
     let cold_rates: Vec<f64> = cold_systems
         .iter()
@@ -786,6 +809,12 @@ fn print_summary(runtime: &tokio::runtime::Runtime, systems: &Systems) {
             decimals: 0,
         },
         Row {
+            case: "W2 reads (Get) (msg/s)".into(),
+            values: w2_reads,
+            higher_is_better: true,
+            decimals: 0,
+        },
+        Row {
             case: "cold activations (act/s)".into(),
             values: cold_rates,
             higher_is_better: true,
@@ -812,8 +841,9 @@ fn print_summary(runtime: &tokio::runtime::Runtime, systems: &Systems) {
         row.print();
     }
     println!(
-        "kelpie commits every invocation through its transactional store before replying \
-         (W1/W2: in-memory engine, no fsync); the peers keep state in memory only"
+        "kelpie commits every invocation that changes state through its transactional store before \
+         replying (W1/W2: in-memory engine, no fsync); a read (Get) commits nothing and replies once \
+         the node's lease is checked still valid; the peers keep state in memory only"
     );
     println!(
         "kelpie W2: {w2_commits} commits in {w2_batches} store batches ({:.1} commits per batch)",

@@ -8,10 +8,12 @@
 //! on the node's clock; [`OwnershipDriver::fenced`] subscribes to fencing.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
+use kelpie_core::clock::MonotonicInstant;
 use kelpie_core::coordination::CoordinationError;
 use kelpie_core::{ActorId, NodeEnv, NodeId};
 use kelpie_storage::{StorageError, Store};
@@ -54,6 +56,20 @@ pub struct OwnershipDriver {
     env: NodeEnv,
     shared: Mutex<Shared>,
     tick: Duration,
+    /// Bumped (under the lock) after every step of the core: a
+    /// [`ServingGrant`] is only trusted while this has not moved.
+    generation: AtomicU64,
+}
+
+/// A node's permission to serve one actor, as of one step of the core:
+/// valid while no further step happened and the node's clock is before
+/// `until`. Lets an actor check "may I still serve?" without the lock.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ServingGrant {
+    /// The actor's fencing token.
+    pub token: FencingToken,
+    until: MonotonicInstant,
+    generation: u64,
 }
 
 impl std::fmt::Debug for OwnershipDriver {
@@ -84,6 +100,7 @@ impl OwnershipDriver {
             }),
             env,
             tick,
+            generation: AtomicU64::new(0),
         });
         let ticker = driver.clone();
         let _task = driver.env.spawner.spawn(
@@ -116,6 +133,7 @@ impl OwnershipDriver {
         let (commands, deliveries, fenced) = {
             let mut shared = self.lock();
             let output = shared.core.step(input, now);
+            self.generation.fetch_add(1, Ordering::AcqRel);
             let mut deliveries = Vec::new();
             let mut fenced = Vec::new();
             for event in output.events {
@@ -234,6 +252,28 @@ impl OwnershipDriver {
     pub fn serving_token(&self, actor: &ActorId) -> Option<FencingToken> {
         let now = self.env.clock.now_monotonic();
         self.lock().core.serving_token(actor, now)
+    }
+
+    /// The grant to serve `actor` now, if this node may.
+    pub fn serving_grant(&self, actor: &ActorId) -> Option<ServingGrant> {
+        let now = self.env.clock.now_monotonic();
+        let shared = self.lock();
+        let generation = self.generation.load(Ordering::Acquire);
+        shared
+            .core
+            .serving_until(actor, now)
+            .map(|(token, until)| ServingGrant {
+                token,
+                until,
+                generation,
+            })
+    }
+
+    /// Whether `grant` still holds: no step of the core since it was given
+    /// and the node's clock is before its end. `false` means "ask again"
+    /// ([`OwnershipDriver::serving_grant`]), not necessarily "lost".
+    pub fn still_serving(&self, grant: &ServingGrant) -> bool {
+        self.generation.load(Ordering::Acquire) == grant.generation && self.env.clock.now_monotonic() < grant.until
     }
 
     /// Every actor this node believes it may serve now, with its token.

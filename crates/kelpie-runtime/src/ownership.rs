@@ -348,6 +348,12 @@ impl Ownership {
     /// The token to serve `actor` with at `now`, if this node may serve it:
     /// it owns it and its session is valid on this node's clock.
     pub fn serving_token(&self, actor: &ActorId, now: MonotonicInstant) -> Option<FencingToken> {
+        self.serving_until(actor, now).map(|(token, _)| token)
+    }
+
+    /// Like [`Ownership::serving_token`], with the instant until which this
+    /// node may serve `actor` unless something changes (a step of the core).
+    pub fn serving_until(&self, actor: &ActorId, now: MonotonicInstant) -> Option<(FencingToken, MonotonicInstant)> {
         match (self.actors.get(actor), self.session) {
             (
                 Some(ActorClaim::Owned { token, lease }),
@@ -356,7 +362,7 @@ impl Ownership {
                     valid_until,
                     ..
                 },
-            ) if *lease == live && now < valid_until => Some(*token),
+            ) if *lease == live && now < valid_until => Some((*token, valid_until)),
             _ => None,
         }
     }

@@ -16,6 +16,12 @@
 //!    completion in one transaction fenced by the actor's token;
 //! 4. only then reply.
 //!
+//! An invocation that changes nothing (same state encoding, no writes, no
+//! journal entry: a read) commits nothing. It replies only if this node
+//! still serves the actor after the handler ran: while its lease is valid
+//! on its own clock (self-fencing, with the drift margin) no other node can
+//! own the actor, so the state it read is the latest.
+//!
 //! **Activation** claims the actor (one compare-and-set), installs its
 //! fencing token in the store, loads the state and replays the actor's
 //! pending journal entries in order. **Deactivation** after an idle timeout
@@ -41,7 +47,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::driver::{install_fence, ClaimError, OwnershipDriver};
+use crate::driver::{install_fence, ClaimError, OwnershipDriver, ServingGrant};
 use crate::ownership::FencingToken;
 
 /// The storage key of an actor's state.
@@ -49,6 +55,9 @@ pub const STATE_KEY: &[u8] = b"__state";
 /// Why an invocation failed when the store rejected its commit's fencing
 /// token: another node owns the actor now.
 const FENCED_OUT: &str = "fenced out by a newer owner; nothing was applied";
+/// Why an invocation failed when this node's lease may have run out
+/// (self-fencing): it stopped serving the actor.
+const SELF_FENCED: &str = "this node stopped owning the actor (self-fenced)";
 
 /// The storage key holding the fencing token of the last commit (so every
 /// commit's token is observable, for audits and the simulator).
@@ -266,6 +275,50 @@ pub struct RuntimeStats {
     pub answered: u64,
 }
 
+/// The counters behind [`RuntimeStats`].
+#[derive(Default)]
+struct Counters {
+    activations: AtomicU64,
+    deactivations: AtomicU64,
+    handled: AtomicU64,
+    replayed: AtomicU64,
+    panics: AtomicU64,
+    accepted: AtomicU64,
+    answered: AtomicU64,
+}
+
+impl Counters {
+    fn snapshot(&self) -> RuntimeStats {
+        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RuntimeStats {
+            activations: read(&self.activations),
+            deactivations: read(&self.deactivations),
+            handled: read(&self.handled),
+            replayed: read(&self.replayed),
+            panics: read(&self.panics),
+            accepted: read(&self.accepted),
+            answered: read(&self.answered),
+        }
+    }
+}
+
+fn count(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// An actor's state as the handler sees it, with its stored encoding (to
+/// tell whether a handler changed it).
+struct Held<S> {
+    value: S,
+    encoded: Bytes,
+}
+
+/// The token an activation serves with, and its cached permission.
+struct Serving {
+    token: FencingToken,
+    grant: Option<ServingGrant>,
+}
+
 /// What a mailbox carries: an encoded invocation.
 struct Envelope {
     message: Bytes,
@@ -302,7 +355,7 @@ struct Inner<A: Actor> {
     registry: Mutex<BTreeMap<ActorId, Slot>>,
     next_generation: AtomicU64,
     shutting_down: AtomicBool,
-    stats: Mutex<RuntimeStats>,
+    stats: Counters,
 }
 
 /// A node's runtime for one actor type. Cheap to clone.
@@ -344,14 +397,14 @@ impl<A: Actor> Runtime<A> {
                 registry: Mutex::new(BTreeMap::new()),
                 next_generation: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
-                stats: Mutex::new(RuntimeStats::default()),
+                stats: Counters::default(),
             }),
         }
     }
 
     /// Counters so far.
     pub fn stats(&self) -> RuntimeStats {
-        *self.inner.stats()
+        self.inner.stats.snapshot()
     }
 
     /// Actors active on this node now.
@@ -443,7 +496,7 @@ impl<A: Actor> Runtime<A> {
         drop(registry);
         match sender.try_send(envelope) {
             Ok(()) => {
-                self.inner.stats().accepted += 1;
+                count(&self.inner.stats.accepted);
                 Delivery::Accepted
             }
             Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
@@ -497,13 +550,9 @@ impl<A: Actor> Inner<A> {
         self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn stats(&self) -> MutexGuard<'_, RuntimeStats> {
-        self.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
     /// Replies to an accepted message.
     fn answer(&self, reply: oneshot::Sender<Result<Bytes, InvokeError>>, result: Result<Bytes, InvokeError>) {
-        self.stats().answered += 1;
+        count(&self.stats.answered);
         let _ = reply.send(result);
     }
 
@@ -519,15 +568,22 @@ impl<A: Actor> Inner<A> {
         }
     }
 
-    fn load_state(&self, actor: &ActorId) -> Result<A::State, InvokeError> {
+    fn load_state(&self, actor: &ActorId) -> Result<Held<A::State>, InvokeError> {
         let mut txn = self.store.begin().map_err(InvokeError::Storage)?;
         match txn.get(actor, STATE_KEY).map_err(InvokeError::Storage)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map_err(codec),
-            None => Ok(A::State::default()),
+            Some(encoded) => Ok(Held {
+                value: serde_json::from_slice(&encoded).map_err(codec)?,
+                encoded,
+            }),
+            None => {
+                let value = A::State::default();
+                let encoded = Bytes::from(serde_json::to_vec(&value).map_err(codec)?);
+                Ok(Held { value, encoded })
+            }
         }
     }
 
-    async fn activate(&self, actor: &ActorId) -> Result<(FencingToken, A::State), InvokeError> {
+    async fn activate(&self, actor: &ActorId) -> Result<(Serving, Held<A::State>), InvokeError> {
         let token = match self.ownership.serving_token(actor) {
             Some(token) => token,
             None => self.ownership.claim(actor).await.map_err(|error| match error {
@@ -548,12 +604,27 @@ impl<A: Actor> Inner<A> {
                 reason: error.to_string(),
             })?;
         let state = self.load_state(actor)?;
-        Ok((token, state))
+        Ok((Serving { token, grant: None }, state))
+    }
+
+    /// Whether this node may still serve `actor` with `serving`'s token
+    /// (self-fencing): cheap while the cached grant holds.
+    fn still_serving(&self, actor: &ActorId, serving: &mut Serving) -> bool {
+        if let Some(grant) = &serving.grant {
+            if self.ownership.still_serving(grant) {
+                return true;
+            }
+        }
+        serving.grant = self
+            .ownership
+            .serving_grant(actor)
+            .filter(|grant| grant.token == serving.token);
+        serving.grant.is_some()
     }
 
     async fn run_actor(self: Arc<Self>, actor: ActorId, mut mailbox: mpsc::Receiver<Envelope>, generation: u64) {
-        self.stats().activations += 1;
-        let (token, mut state) = match self.activate(&actor).await {
+        count(&self.stats.activations);
+        let (mut serving, mut state) = match self.activate(&actor).await {
             Ok(activated) => activated,
             Err(error) => {
                 mailbox.close();
@@ -571,8 +642,8 @@ impl<A: Actor> Inner<A> {
         match self.journal.pending(&actor) {
             Ok(pending) => {
                 for entry in pending {
-                    self.stats().replayed += 1;
-                    if let Err(error) = self.execute(&actor, token, &mut state, entry).await {
+                    count(&self.stats.replayed);
+                    if let Err(error) = self.execute(&actor, &mut serving, &mut state, entry).await {
                         tracing::warn!(%actor, %error, "replay failed; deactivating");
                         self.finish(&actor, mailbox, generation, Some(error)).await;
                         return;
@@ -586,29 +657,50 @@ impl<A: Actor> Inner<A> {
             }
         }
         let idle = self.config.idle_timeout;
+        // One timer per idle period, not per message: when it fires, the
+        // actor deactivates only if nothing arrived for a whole period.
+        let mut last_activity = self.env.clock.now_monotonic();
+        let mut timer = self.env.clock.sleep(idle);
         loop {
             let next = Box::pin(mailbox.recv());
-            let timer = self.env.clock.sleep(idle);
             let envelope = match futures::future::select(next, timer).await {
-                Either::Left((Some(envelope), _)) if !envelope.shutdown => envelope,
-                // Shutdown, or idle: deactivate.
-                Either::Left(_) | Either::Right(_) => break,
+                Either::Left((Some(envelope), pending_timer)) if !envelope.shutdown => {
+                    timer = pending_timer;
+                    envelope
+                }
+                Either::Right(((), _)) => {
+                    let quiet = self.env.clock.now_monotonic().saturating_duration_since(last_activity);
+                    if quiet < idle {
+                        timer = self.env.clock.sleep(idle - quiet);
+                        continue;
+                    }
+                    break;
+                }
+                // Shutdown: deactivate.
+                Either::Left(_) => break,
             };
-            if self.ownership.serving_token(&actor) != Some(token) {
+            if !self.still_serving(&actor, &mut serving) {
                 let error = InvokeError::Unavailable {
                     actor: actor.clone(),
-                    reason: "this node stopped owning the actor (self-fenced)".to_string(),
+                    reason: SELF_FENCED.to_string(),
                 };
                 self.answer(envelope.reply, Err(error.clone()));
                 self.finish(&actor, mailbox, generation, Some(error)).await;
                 return;
             }
             let result = self
-                .invoke_once(&actor, token, &mut state, envelope.message, envelope.idempotency_key)
+                .invoke_once(
+                    &actor,
+                    &mut serving,
+                    &mut state,
+                    envelope.message,
+                    envelope.idempotency_key,
+                )
                 .await;
-            let fenced = matches!(&result, Err(InvokeError::Unavailable { reason, .. }) if reason == FENCED_OUT);
+            last_activity = self.env.clock.now_monotonic();
+            let lost = matches!(&result, Err(InvokeError::Unavailable { reason, .. }) if reason == FENCED_OUT || reason == SELF_FENCED);
             self.answer(envelope.reply, result);
-            if fenced {
+            if lost {
                 let error = InvokeError::Unavailable {
                     actor: actor.clone(),
                     reason: "fenced by a newer owner".to_string(),
@@ -645,23 +737,30 @@ impl<A: Actor> Inner<A> {
             None
         };
         if let Some(token) = serving {
+            let mut serving = Serving { token, grant: None };
             if let Ok(mut state) = self.load_state(actor) {
                 while let Some(envelope) = mailbox.recv().await {
                     if envelope.shutdown {
                         continue;
                     }
-                    if self.ownership.serving_token(actor) != Some(token) {
+                    if !self.still_serving(actor, &mut serving) {
                         self.answer(
                             envelope.reply,
                             Err(InvokeError::Unavailable {
                                 actor: actor.clone(),
-                                reason: "this node stopped owning the actor (self-fenced)".to_string(),
+                                reason: SELF_FENCED.to_string(),
                             }),
                         );
                         continue;
                     }
                     let result = self
-                        .invoke_once(actor, token, &mut state, envelope.message, envelope.idempotency_key)
+                        .invoke_once(
+                            actor,
+                            &mut serving,
+                            &mut state,
+                            envelope.message,
+                            envelope.idempotency_key,
+                        )
                         .await;
                     self.answer(envelope.reply, result);
                 }
@@ -682,7 +781,7 @@ impl<A: Actor> Inner<A> {
             self.answer(envelope.reply, Err(bounce.clone()));
         }
         self.ownership.release(actor);
-        self.stats().deactivations += 1;
+        count(&self.stats.deactivations);
         self.registry().remove(actor);
     }
 
@@ -690,21 +789,21 @@ impl<A: Actor> Inner<A> {
     async fn invoke_once(
         &self,
         actor: &ActorId,
-        token: FencingToken,
-        state: &mut A::State,
+        serving: &mut Serving,
+        state: &mut Held<A::State>,
         message: Bytes,
         idempotency_key: Option<String>,
     ) -> Result<Bytes, InvokeError> {
         let Some(key) = idempotency_key else {
-            return self.run_handler(actor, token, state, message, None).await;
+            return self.run_handler(actor, serving, state, message, None).await;
         };
         let appended = self
             .journal
-            .append(actor, Some(&key), message, Some(token.0))
+            .append(actor, Some(&key), message, Some(serving.token.0))
             .await
             .map_err(|error| self.storage_error(actor, error))?;
         match appended {
-            AppendOutcome::Appended(entry) => self.execute(actor, token, state, entry).await,
+            AppendOutcome::Appended(entry) => self.execute(actor, serving, state, entry).await,
             AppendOutcome::Duplicate {
                 status: EntryStatus::Completed { result },
                 ..
@@ -713,7 +812,7 @@ impl<A: Actor> Inner<A> {
                 // Pending: a crash or an error interrupted it; run it now.
                 let entries = self.journal.pending(actor).map_err(InvokeError::Storage)?;
                 match entries.into_iter().find(|entry| entry.sequence == sequence) {
-                    Some(entry) => self.execute(actor, token, state, entry).await,
+                    Some(entry) => self.execute(actor, serving, state, entry).await,
                     None => Err(InvokeError::Unavailable {
                         actor: actor.clone(),
                         reason: "duplicate invocation completed concurrently".to_string(),
@@ -738,26 +837,27 @@ impl<A: Actor> Inner<A> {
     async fn execute(
         &self,
         actor: &ActorId,
-        token: FencingToken,
-        state: &mut A::State,
+        serving: &mut Serving,
+        state: &mut Held<A::State>,
         entry: JournalEntry,
     ) -> Result<Bytes, InvokeError> {
         let message = entry.payload.clone();
-        self.run_handler(actor, token, state, message, Some(entry)).await
+        self.run_handler(actor, serving, state, message, Some(entry)).await
     }
 
     async fn run_handler(
         &self,
         actor: &ActorId,
-        token: FencingToken,
-        state: &mut A::State,
+        serving: &mut Serving,
+        state: &mut Held<A::State>,
         message: Bytes,
         entry: Option<JournalEntry>,
     ) -> Result<Bytes, InvokeError> {
-        self.stats().handled += 1;
+        count(&self.stats.handled);
+        let token = serving.token;
         let decoded: A::Message = serde_json::from_slice(&message).map_err(codec)?;
         let mut txn = self.store.begin().map_err(InvokeError::Storage)?;
-        let mut next = state.clone();
+        let mut next = state.value.clone();
         let now = self.env.clock.now_monotonic();
         let outcome = {
             let mut ctx = ActorContext {
@@ -771,33 +871,51 @@ impl<A: Actor> Inner<A> {
                 .catch_unwind()
                 .await
         };
+        // The new state's encoding, if the handler succeeded and changed it.
         let (outcome, changed) = match outcome {
-            Ok(Ok(reply)) => (Outcome::Reply(serde_json::to_vec(&reply).map_err(codec)?), true),
-            Ok(Err(error)) => (Outcome::Failed(error), false),
+            Ok(Ok(reply)) => {
+                let encoded = Bytes::from(serde_json::to_vec(&next).map_err(codec)?);
+                let changed = (encoded != state.encoded).then_some(encoded);
+                (Outcome::Reply(serde_json::to_vec(&reply).map_err(codec)?), changed)
+            }
+            Ok(Err(error)) => {
+                // A failed handler's writes are discarded.
+                txn = self.store.begin().map_err(InvokeError::Storage)?;
+                (Outcome::Failed(error), None)
+            }
             Err(payload) => {
-                self.stats().panics += 1;
+                count(&self.stats.panics);
                 let message = kelpie_core::spawn::panic_message(payload.as_ref());
                 tracing::warn!(%actor, %message, "handler panicked; state reloaded");
                 // The handler may have written through ctx: start clean.
                 txn = self.store.begin().map_err(InvokeError::Storage)?;
                 *state = self.load_state(actor)?;
-                (Outcome::Panicked(message), false)
+                (Outcome::Panicked(message), None)
             }
         };
-        if !changed {
-            txn = self.store.begin().map_err(InvokeError::Storage)?;
+        if changed.is_none() && txn.write_count() == 0 && entry.is_none() {
+            // Nothing to make durable (a read, or a failure with no journal
+            // entry): the reply is linearizable at this instant if this node
+            // still serves the actor, since no other node can have committed
+            // while this node's lease is valid (self-fencing).
+            if !self.still_serving(actor, serving) {
+                return Err(InvokeError::Unavailable {
+                    actor: actor.clone(),
+                    reason: SELF_FENCED.to_string(),
+                });
+            }
+            return outcome.into_result();
         }
-        let encoded_outcome = Bytes::from(serde_json::to_vec(&outcome).map_err(codec)?);
-        if changed {
-            let bytes = serde_json::to_vec(&next).map_err(codec)?;
-            txn.put(actor, STATE_KEY, Bytes::from(bytes))
+        if let Some(encoded) = &changed {
+            txn.put(actor, STATE_KEY, encoded.clone())
                 .map_err(InvokeError::Storage)?;
             txn.put(actor, TOKEN_KEY, token.to_bytes())
                 .map_err(InvokeError::Storage)?;
         }
         if let Some(entry) = &entry {
+            let recorded = Bytes::from(serde_json::to_vec(&outcome).map_err(codec)?);
             self.journal
-                .complete(&mut txn, entry, encoded_outcome.clone())
+                .complete(&mut txn, entry, recorded)
                 .map_err(InvokeError::Storage)?;
         }
         if !cfg!(feature = "bug-runtime-unfenced-commit") {
@@ -805,10 +923,10 @@ impl<A: Actor> Inner<A> {
         }
         match txn.commit().await {
             Ok(_) => {
-                if changed {
-                    *state = next;
+                if let Some(encoded) = changed {
+                    *state = Held { value: next, encoded };
                 }
-                decode_outcome(&encoded_outcome)
+                outcome.into_result()
             }
             Err(error) => {
                 // Nothing applied: keep the state as durable storage has it.
@@ -828,10 +946,16 @@ impl<A: Actor> Inner<A> {
     }
 }
 
-fn decode_outcome(bytes: &[u8]) -> Result<Bytes, InvokeError> {
-    match serde_json::from_slice::<Outcome>(bytes).map_err(codec)? {
-        Outcome::Reply(reply) => Ok(Bytes::from(reply)),
-        Outcome::Failed(error) => Err(InvokeError::Handler(error)),
-        Outcome::Panicked(message) => Err(InvokeError::HandlerPanicked { message }),
+impl Outcome {
+    fn into_result(self) -> Result<Bytes, InvokeError> {
+        match self {
+            Outcome::Reply(reply) => Ok(Bytes::from(reply)),
+            Outcome::Failed(error) => Err(InvokeError::Handler(error)),
+            Outcome::Panicked(message) => Err(InvokeError::HandlerPanicked { message }),
+        }
     }
+}
+
+fn decode_outcome(bytes: &[u8]) -> Result<Bytes, InvokeError> {
+    serde_json::from_slice::<Outcome>(bytes).map_err(codec)?.into_result()
 }
