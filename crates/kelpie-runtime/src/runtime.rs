@@ -319,6 +319,10 @@ struct Serving {
     grant: Option<ServingGrant>,
 }
 
+/// A mailbox slot: boxed, so an idle actor's mailbox (whose first block of
+/// slots is allocated up front) stays small.
+type Mail = Box<Envelope>;
+
 /// What a mailbox carries: an encoded invocation.
 struct Envelope {
     message: Bytes,
@@ -331,7 +335,7 @@ struct Envelope {
 #[derive(Clone)]
 enum Slot {
     Active {
-        sender: mpsc::Sender<Envelope>,
+        sender: mpsc::Sender<Mail>,
         generation: u64,
     },
     Draining,
@@ -438,12 +442,12 @@ impl<A: Actor> Runtime<A> {
                     return Err(InvokeError::ShuttingDown);
                 }
                 let (reply, answer) = oneshot::channel();
-                let envelope = Envelope {
+                let envelope = Box::new(Envelope {
                     message: encoded.clone(),
                     idempotency_key: options.idempotency_key.clone(),
                     reply,
                     shutdown: false,
-                };
+                });
                 match self.deliver(actor, envelope) {
                     Delivery::Accepted => {
                         return match answer.await {
@@ -468,7 +472,7 @@ impl<A: Actor> Runtime<A> {
         serde_json::from_slice(&reply).map_err(codec)
     }
 
-    fn deliver(&self, actor: &ActorId, envelope: Envelope) -> Delivery {
+    fn deliver(&self, actor: &ActorId, envelope: Mail) -> Delivery {
         let mut registry = self.inner.registry();
         let slot = registry.get(actor).cloned();
         let sender = match slot {
@@ -510,7 +514,7 @@ impl<A: Actor> Runtime<A> {
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         loop {
-            let active: Vec<mpsc::Sender<Envelope>> = self
+            let active: Vec<mpsc::Sender<Mail>> = self
                 .inner
                 .registry()
                 .values()
@@ -522,12 +526,12 @@ impl<A: Actor> Runtime<A> {
             // Wake each idle actor so it sees the shutdown and deactivates.
             for sender in active {
                 let (reply, _ignored) = oneshot::channel();
-                let _ = sender.try_send(Envelope {
+                let _ = sender.try_send(Box::new(Envelope {
                     message: Bytes::new(),
                     idempotency_key: None,
                     reply,
                     shutdown: true,
-                });
+                }));
             }
             if self.inner.registry().is_empty() {
                 return;
@@ -622,9 +626,9 @@ impl<A: Actor> Inner<A> {
         serving.grant.is_some()
     }
 
-    async fn run_actor(self: Arc<Self>, actor: ActorId, mut mailbox: mpsc::Receiver<Envelope>, generation: u64) {
+    async fn run_actor(self: Arc<Self>, actor: ActorId, mut mailbox: mpsc::Receiver<Mail>, generation: u64) {
         count(&self.stats.activations);
-        let (mut serving, mut state) = match self.activate(&actor).await {
+        let (mut serving, mut state) = match Box::pin(self.activate(&actor)).await {
             Ok(activated) => activated,
             Err(error) => {
                 mailbox.close();
@@ -643,16 +647,15 @@ impl<A: Actor> Inner<A> {
             Ok(pending) => {
                 for entry in pending {
                     count(&self.stats.replayed);
-                    if let Err(error) = self.execute(&actor, &mut serving, &mut state, entry).await {
+                    if let Err(error) = Box::pin(self.execute(&actor, &mut serving, &mut state, entry)).await {
                         tracing::warn!(%actor, %error, "replay failed; deactivating");
-                        self.finish(&actor, mailbox, generation, Some(error)).await;
+                        Box::pin(self.finish(&actor, mailbox, generation, Some(error))).await;
                         return;
                     }
                 }
             }
             Err(error) => {
-                self.finish(&actor, mailbox, generation, Some(InvokeError::Storage(error)))
-                    .await;
+                Box::pin(self.finish(&actor, mailbox, generation, Some(InvokeError::Storage(error)))).await;
                 return;
             }
         }
@@ -685,18 +688,18 @@ impl<A: Actor> Inner<A> {
                     reason: SELF_FENCED.to_string(),
                 };
                 self.answer(envelope.reply, Err(error.clone()));
-                self.finish(&actor, mailbox, generation, Some(error)).await;
+                Box::pin(self.finish(&actor, mailbox, generation, Some(error))).await;
                 return;
             }
-            let result = self
-                .invoke_once(
-                    &actor,
-                    &mut serving,
-                    &mut state,
-                    envelope.message,
-                    envelope.idempotency_key,
-                )
-                .await;
+            // Boxed: an idle actor's task then holds only the mailbox wait.
+            let result = Box::pin(self.invoke_once(
+                &actor,
+                &mut serving,
+                &mut state,
+                envelope.message,
+                envelope.idempotency_key,
+            ))
+            .await;
             last_activity = self.env.clock.now_monotonic();
             let lost = matches!(&result, Err(InvokeError::Unavailable { reason, .. }) if reason == FENCED_OUT || reason == SELF_FENCED);
             self.answer(envelope.reply, result);
@@ -705,11 +708,11 @@ impl<A: Actor> Inner<A> {
                     actor: actor.clone(),
                     reason: "fenced by a newer owner".to_string(),
                 };
-                self.finish(&actor, mailbox, generation, Some(error)).await;
+                Box::pin(self.finish(&actor, mailbox, generation, Some(error))).await;
                 return;
             }
         }
-        self.finish(&actor, mailbox, generation, None).await;
+        Box::pin(self.finish(&actor, mailbox, generation, None)).await;
     }
 
     /// Deactivates: closes the mailbox, then either handles every message
@@ -718,7 +721,7 @@ impl<A: Actor> Inner<A> {
     async fn finish(
         &self,
         actor: &ActorId,
-        mut mailbox: mpsc::Receiver<Envelope>,
+        mut mailbox: mpsc::Receiver<Mail>,
         generation: u64,
         error: Option<InvokeError>,
     ) {
