@@ -273,6 +273,9 @@ pub struct RuntimeStats {
     pub accepted: u64,
     /// Accepted messages answered (handled or bounced).
     pub answered: u64,
+    /// Actor tasks that died of a panic outside a handler (the runtime's own
+    /// code); the next message to the actor starts a new one.
+    pub task_failures: u64,
 }
 
 /// The counters behind [`RuntimeStats`].
@@ -285,6 +288,7 @@ struct Counters {
     panics: AtomicU64,
     accepted: AtomicU64,
     answered: AtomicU64,
+    task_failures: AtomicU64,
 }
 
 impl Counters {
@@ -298,6 +302,7 @@ impl Counters {
             panics: read(&self.panics),
             accepted: read(&self.accepted),
             answered: read(&self.answered),
+            task_failures: read(&self.task_failures),
         }
     }
 }
@@ -492,7 +497,7 @@ impl<A: Actor> Runtime<A> {
                 let actor = actor.clone();
                 let _task = self.inner.env.spawner.spawn(
                     "actor",
-                    Box::pin(async move { inner.run_actor(actor, receiver, generation).await }),
+                    Box::pin(async move { inner.supervise(actor, receiver, generation).await }),
                 );
                 sender
             }
@@ -624,6 +629,23 @@ impl<A: Actor> Inner<A> {
             .serving_grant(actor)
             .filter(|grant| grant.token == serving.token);
         serving.grant.is_some()
+    }
+
+    /// Runs an actor's task; if it dies of a panic (a bug outside any
+    /// handler: handler panics are caught per invocation), the messages it
+    /// had accepted are answered with a retryable error when their reply
+    /// channels drop, nothing it did not commit is visible, and the actor is
+    /// released and deregistered so the next message starts a fresh task,
+    /// which replays the journal's pending entries first.
+    async fn supervise(self: Arc<Self>, actor: ActorId, mailbox: mpsc::Receiver<Mail>, generation: u64) {
+        let task = AssertUnwindSafe(self.clone().run_actor(actor.clone(), mailbox, generation));
+        if let Err(payload) = task.catch_unwind().await {
+            count(&self.stats.task_failures);
+            let message = kelpie_core::spawn::panic_message(payload.as_ref());
+            tracing::error!(%actor, %message, "actor task died; releasing the actor");
+            self.ownership.release(&actor);
+            self.deregister(&actor, generation);
+        }
     }
 
     async fn run_actor(self: Arc<Self>, actor: ActorId, mut mailbox: mpsc::Receiver<Mail>, generation: u64) {

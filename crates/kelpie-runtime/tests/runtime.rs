@@ -346,3 +346,95 @@ async fn a_single_node_restart_keeps_fencing_tokens_increasing() {
         }
     }
 }
+
+/// State whose encoding panics once when it reaches 13: the panic happens
+/// in the runtime's own code (after the handler returned), so it kills the
+/// actor's task instead of failing one invocation.
+#[derive(Clone, Debug, Default, Deserialize)]
+struct FragileState(u64);
+
+static FRAGILE_ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+impl Serialize for FragileState {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 && FRAGILE_ARMED.swap(false, Ordering::SeqCst) {
+            panic!("state encoder exploded");
+        }
+        serializer.serialize_newtype_struct("FragileState", &self.0)
+    }
+}
+
+struct Fragile;
+
+impl Actor for Fragile {
+    type State = FragileState;
+    type Message = u64;
+    type Reply = u64;
+
+    fn handle<'a>(
+        &'a self,
+        _ctx: &'a mut ActorContext<'_>,
+        state: &'a mut FragileState,
+        add: u64,
+    ) -> BoxFuture<'a, Result<u64, HandlerError>> {
+        Box::pin(async move {
+            state.0 += add;
+            Ok(state.0)
+        })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_actor_task_is_restarted_and_no_acknowledged_invocation_is_lost() {
+    let clock = Arc::new(SystemClock::new());
+    let env = NodeEnv {
+        node_id: NodeId::from_index(0),
+        clock: clock.clone(),
+        rng: Arc::new(SeededRng::from_seed(1)),
+        spawner: Arc::new(TokioSpawner::current().expect("runtime")),
+        disk: Arc::new(OsDisk::open_dir(std::env::temp_dir()).expect("disk")),
+        transport: Arc::new(NoTransport::new(NodeId::from_index(0))),
+        coordination: Arc::new(MemoryCoordinationStore::new(clock)),
+    };
+    let store = Store::new(Arc::new(MemoryEngine::new()), env.spawner.clone());
+    let ownership = OwnershipDriver::start(
+        env.clone(),
+        OwnershipConfig::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            Duration::from_millis(500),
+        )
+        .expect("valid"),
+    );
+    let runtime = Runtime::new(env, Fragile, store, ownership, RuntimeConfig::new("fragile"));
+    let actor = ActorId::new("fragile", "f").expect("valid");
+    let keyed = |key: &str| InvokeOptions {
+        idempotency_key: Some(key.to_string()),
+        ..InvokeOptions::default()
+    };
+    // Acknowledged: 10.
+    assert_eq!(runtime.invoke(&actor, 10, keyed("k1")).await, Ok(10));
+    // 10 + 3 = 13: encoding the new state panics inside the actor's task,
+    // which dies with the invocation journaled but not completed. The
+    // caller gets a retryable error: the outcome is unknown to it.
+    let died = runtime.invoke(&actor, 3, keyed("k2")).await;
+    assert_eq!(
+        died,
+        Err(InvokeError::Unavailable {
+            actor: actor.clone(),
+            reason: "actor task stopped".into()
+        })
+    );
+    assert!(died.expect_err("failed").is_retryable());
+    assert_eq!((runtime.stats().activations, runtime.stats().task_failures), (1, 1));
+    // The dead task's actor was released and deregistered.
+    assert_eq!(runtime.active(), Vec::<ActorId>::new());
+    // The retry starts a new task, which replays the pending entry once
+    // (now the encoder works) and returns its recorded result.
+    assert_eq!(runtime.invoke(&actor, 3, keyed("k2")).await, Ok(13));
+    let stats = runtime.stats();
+    assert_eq!((stats.activations, stats.replayed), (2, 1));
+    // The acknowledged invocation's effect is there, and nothing ran twice.
+    assert_eq!(runtime.invoke(&actor, 0, InvokeOptions::default()).await, Ok(13));
+    assert_eq!(runtime.invoke(&actor, 1, InvokeOptions::default()).await, Ok(14));
+}
