@@ -17,6 +17,7 @@
 //! may depend on any production crate in order to simulate it.
 
 pub mod faults;
+pub mod linearizability;
 pub mod scenarios;
 mod seams;
 pub mod simulation;

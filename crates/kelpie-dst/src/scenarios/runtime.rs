@@ -12,15 +12,18 @@
 //!   order through the store's commit observer);
 //! - `GracefulDeactivation`: on a running node with no active actor, every
 //!   message ever accepted was answered (handled or bounced);
-//! - `Linearizable`: counter histories — each acknowledged increment has a
-//!   distinct value, values follow real-time order, and none exceeds the
-//!   number of distinct increments issued (exactly-once across retries);
-//!   register histories — a read never returns a value overwritten by a
-//!   write that completed before the read began.
+//! - `Linearizable`: each actor's client history is linearizable with
+//!   respect to its sequential specification (a counter, a register),
+//!   checked by a Wing–Gong search ([`crate::linearizability`]) whenever the
+//!   actor's history gains a reply. One logical operation — every retry
+//!   under one idempotency key — is one operation, from its first attempt
+//!   to the reply that ended it; an operation the client gave up on stays
+//!   in flight forever (it may take effect at any later time, or never),
+//!   and the client goes on as a new thread.
 //!
 //! A liveness phase follows the faults: every actor must be served again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -39,6 +42,9 @@ use super::ownership::{
     single_activation_faults, FenceAudit, HasOwnership,
 };
 use crate::faults::FaultConfig;
+use crate::linearizability::{
+    Counter, CounterOp, History, Linearization, NotLinearizable, Register, RegisterOp, SequentialSpec, ThreadId,
+};
 use crate::simulation::{HarnessEnv, SimFailure, SimReport, Simulation, WorldView};
 
 /// Invariant names (see the module docs).
@@ -156,22 +162,30 @@ enum Done {
     Register(Option<String>),
 }
 
+/// One actor's client history, and the linearization last found for it.
+enum ActorHistory {
+    Counter(History<Counter>, Option<Linearization<Counter>>),
+    Register(History<Register<String>>, Option<Linearization<Register<String>>>),
+}
+
+/// A client operation, as the linearizability checker sees it.
 #[derive(Clone, Debug)]
-struct HistoryEntry {
-    actor: ActorId,
-    write: Option<String>,
-    invoked: Duration,
-    responded: Duration,
-    result: Done,
+enum ClientOp {
+    Counter(CounterOp),
+    Register(RegisterOp<String>),
 }
 
 #[derive(Default)]
 struct Ghost {
     store: Option<Store>,
     nodes: BTreeMap<usize, Arc<RuntimeNode>>,
-    history: Vec<HistoryEntry>,
-    issued: BTreeMap<ActorId, u64>,
-    writes_issued: BTreeMap<ActorId, Vec<(String, Duration)>>,
+    /// Per actor: the clients' operations and replies.
+    histories: BTreeMap<ActorId, ActorHistory>,
+    /// Actors whose history gained a reply since it was last checked.
+    unchecked: BTreeSet<ActorId>,
+    /// A client recorded an ill-formed history (a harness bug).
+    history_error: Option<String>,
+    acknowledged: u64,
     served_after_quiet: BTreeMap<ActorId, u64>,
     /// Applied commits audited for zombie writes.
     audit: FenceAudit,
@@ -181,6 +195,54 @@ type SharedGhost = Arc<Mutex<Ghost>>;
 
 fn lock(ghost: &SharedGhost) -> MutexGuard<'_, Ghost> {
     ghost.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl Ghost {
+    fn on_invoke(&mut self, actor: &ActorId, thread: ThreadId, op: ClientOp) {
+        let history = self.histories.entry(actor.clone()).or_insert_with(|| match op {
+            ClientOp::Counter(_) => ActorHistory::Counter(History::new(), None),
+            ClientOp::Register(_) => ActorHistory::Register(History::new(), None),
+        });
+        let recorded = match (history, op) {
+            (ActorHistory::Counter(history, _), ClientOp::Counter(op)) => history.on_invoke(thread, op),
+            (ActorHistory::Register(history, _), ClientOp::Register(op)) => history.on_invoke(thread, op),
+            (_, op) => Err(format!("{op:?} on an actor of another kind")),
+        };
+        self.record_error(actor, recorded);
+    }
+
+    fn on_return(&mut self, actor: &ActorId, thread: ThreadId, done: Done) {
+        self.acknowledged += 1;
+        let recorded = match (self.histories.get_mut(actor), done) {
+            (Some(ActorHistory::Counter(history, _)), Done::Counter(value)) => history.on_return(thread, value),
+            (Some(ActorHistory::Register(history, _)), Done::Register(value)) => history.on_return(thread, value),
+            (_, done) => Err(format!("reply {done:?} with no matching invocation")),
+        };
+        self.record_error(actor, recorded);
+        self.unchecked.insert(actor.clone());
+    }
+
+    fn record_error(&mut self, actor: &ActorId, recorded: Result<(), String>) {
+        if let Err(error) = recorded {
+            self.history_error.get_or_insert_with(|| format!("{actor}: {error}"));
+        }
+    }
+
+    /// Checks the histories that gained a reply since the last check.
+    fn check_linearizable(&mut self) -> Result<(), String> {
+        if let Some(error) = &self.history_error {
+            return Err(format!("ill-formed client history: {error}"));
+        }
+        while let Some(actor) = self.unchecked.pop_first() {
+            let verdict = match self.histories.get_mut(&actor) {
+                Some(ActorHistory::Counter(history, found)) => check_linearizable(history, &Counter(0), found),
+                Some(ActorHistory::Register(history, found)) => check_linearizable(history, &Register(None), found),
+                None => Ok(()),
+            };
+            verdict.map_err(|failure| format!("{actor}: {failure}"))?;
+        }
+        Ok(())
+    }
 }
 
 fn boot(env: NodeEnv, config: OwnershipConfig, ghost: SharedGhost) -> Arc<RuntimeNode> {
@@ -240,6 +302,10 @@ fn node_index(id: &kelpie_core::NodeId) -> usize {
 
 async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize, quiet: Duration) {
     let mut sequence = 0u64;
+    // This client's thread in the histories (client c's are c000000,
+    // c000001, ...); it moves to the next whenever it gives up on an
+    // operation, which stays in flight.
+    let mut thread: ThreadId = client as u64 * 1_000_000;
     loop {
         sequence += 1;
         let is_counter = env.rng.chance(1, 2);
@@ -247,20 +313,15 @@ async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize
         let actor = actor_for(if is_counter { 0 } else { 1 }, index);
         let key = format!("client{client}-{sequence}");
         let write = (!is_counter && env.rng.chance(1, 2)).then(|| key.clone());
-        let invoked = Duration::from_nanos(env.clock.now_monotonic().as_nanos());
-        {
-            let mut ghost = lock(&ghost);
-            if is_counter {
-                *ghost.issued.entry(actor.clone()).or_insert(0) += 1;
-            }
-            if let Some(value) = &write {
-                ghost
-                    .writes_issued
-                    .entry(actor.clone())
-                    .or_default()
-                    .push((value.clone(), invoked));
-            }
-        }
+        // One logical operation however many attempts it takes: invoked
+        // before the first, returned at the reply that ends it.
+        let op = match (is_counter, &write) {
+            (true, _) => ClientOp::Counter(CounterOp::Increment),
+            (false, Some(value)) => ClientOp::Register(RegisterOp::Set(value.clone())),
+            (false, None) => ClientOp::Register(RegisterOp::Get),
+        };
+        lock(&ghost).on_invoke(&actor, thread, op);
+        let mut answered = false;
         // Increments need exactly-once (keyed, journaled); register writes
         // are idempotent by value, so they go unjournaled: the fence alone
         // must stop a zombie's blind write.
@@ -300,13 +361,8 @@ async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize
                     if responded >= quiet {
                         *ghost.served_after_quiet.entry(actor.clone()).or_insert(0) += 1;
                     }
-                    ghost.history.push(HistoryEntry {
-                        actor: actor.clone(),
-                        write: write.clone(),
-                        invoked,
-                        responded,
-                        result: done,
-                    });
+                    ghost.on_return(&actor, thread, done);
+                    answered = true;
                     break;
                 }
                 Err(InvokeError::NotOwner { owner, .. }) => node = node_index(&owner),
@@ -320,108 +376,32 @@ async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize
                 Err(_) => break,
             }
         }
+        if !answered {
+            // Abandoned with its outcome unknown (conservatively, even after
+            // an error that means it had no effect): it stays in flight.
+            thread += 1;
+        }
         env.clock.sleep(Duration::from_millis(env.rng.in_range(1, 20))).await;
     }
 }
 
-/// Checks the entries from `from` on against the whole history.
-fn check_history(ghost: &Ghost, from: usize) -> Result<(), String> {
-    for (position, entry) in ghost.history.iter().enumerate().skip(from) {
-        for earlier in ghost.history.iter().take(position) {
-            if earlier.actor != entry.actor {
-                continue;
-            }
-            match (&earlier.result, &entry.result) {
-                (Done::Counter(a), Done::Counter(b)) => {
-                    if a == b {
-                        return Err(format!("{}: two increments both returned {a}", entry.actor));
-                    }
-                    let (first, second) = if earlier.responded < entry.invoked {
-                        (a, b)
-                    } else if entry.responded < earlier.invoked {
-                        (b, a)
-                    } else {
-                        continue;
-                    };
-                    if first > second {
-                        return Err(format!(
-                            "{}: an increment returning {first} completed before one that returned {second} began",
-                            entry.actor
-                        ));
-                    }
-                }
-                (Done::Register(_), Done::Register(_)) => {}
-                _ => {}
-            }
-        }
-        match &entry.result {
-            Done::Counter(value) => {
-                let issued = ghost.issued.get(&entry.actor).copied().unwrap_or(0);
-                if *value > issued {
-                    return Err(format!(
-                        "{}: counter reached {value} with only {issued} distinct increments issued (an effect applied twice)",
-                        entry.actor
-                    ));
-                }
-            }
-            Done::Register(read) if entry.write.is_none() => {
-                check_register_read(ghost, entry, read.as_deref())?;
-            }
-            Done::Register(_) => {}
-        }
-    }
-    Ok(())
-}
-
-/// A read must not return a value overwritten by a write that completed
-/// before the read began, and must return a value some write began before
-/// the read completed.
-fn check_register_read(ghost: &Ghost, read_entry: &HistoryEntry, read: Option<&str>) -> Result<(), String> {
-    let completed_writes: Vec<&HistoryEntry> = ghost
-        .history
-        .iter()
-        .filter(|entry| entry.actor == read_entry.actor && entry.write.is_some())
-        .collect();
-    let source = read.map(|value| {
-        completed_writes
-            .iter()
-            .find(|entry| entry.write.as_deref() == Some(value))
-            .map(|entry| (entry.invoked, Some(entry.responded)))
-            .or_else(|| {
-                ghost
-                    .writes_issued
-                    .get(&read_entry.actor)
-                    .and_then(|issued| issued.iter().find(|(issued, _)| issued == value))
-                    .map(|(_, invoked)| (*invoked, None))
-            })
-    });
-    match source {
-        Some(None) => {
-            return Err(format!("{}: read {read:?}, a value never written", read_entry.actor));
-        }
-        Some(Some((invoked, _))) if invoked > read_entry.responded => {
-            return Err(format!("{}: read {read:?} before its write began", read_entry.actor));
-        }
-        _ => {}
-    }
-    let source_responded = match source {
-        Some(Some((_, responded))) => responded,
-        _ => None,
+/// Checks `history`, extending the linearization `found` for it last time
+/// (the history only grows), and keeps the new one.
+fn check_linearizable<S>(
+    history: &History<S>,
+    init: &S,
+    found: &mut Option<Linearization<S>>,
+) -> Result<(), NotLinearizable>
+where
+    S: SequentialSpec + Clone + Ord,
+    S::Op: Clone + std::fmt::Debug + PartialEq,
+    S::Ret: Clone + std::fmt::Debug + PartialEq,
+{
+    let linearization = match found {
+        Some(previous) => history.check_extending(init, previous)?,
+        None => history.check(init)?,
     };
-    for write in &completed_writes {
-        let overwrote_before_read = write.responded < read_entry.invoked;
-        let newer_than_source = match (read, source_responded) {
-            (None, _) => true,
-            (Some(_), Some(source_done)) => write.invoked > source_done,
-            (Some(_), None) => false,
-        };
-        if overwrote_before_read && newer_than_source && write.write.as_deref() != read {
-            return Err(format!(
-                "{}: read {read:?} at {:?}, but {:?} was written and acknowledged at {:?}, after that value's write completed",
-                read_entry.actor, read_entry.invoked, write.write, write.responded
-            ));
-        }
-    }
+    *found = Some(linearization);
     Ok(())
 }
 
@@ -496,7 +476,6 @@ impl RuntimeScenario {
         let fence_ghost = ghost.clone();
         let mut fences: BTreeMap<ActorId, u64> = BTreeMap::new();
         let history_ghost = ghost.clone();
-        let mut checked = 0;
         let report = simulation
             .invariant(SINGLE_ACTIVATION, check_single_activation::<RuntimeNode>)
             .invariant(LEASE_UNIQUENESS, check_lease_uniqueness::<RuntimeNode>)
@@ -533,19 +512,11 @@ impl RuntimeScenario {
                 }
                 Ok(())
             })
-            .invariant(LINEARIZABLE, move |_| {
-                let ghost = lock(&history_ghost);
-                if ghost.history.len() == checked {
-                    return Ok(());
-                }
-                let from = checked;
-                checked = ghost.history.len();
-                check_history(&ghost, from)
-            })
+            .invariant(LINEARIZABLE, move |_| lock(&history_ghost).check_linearizable())
             .run()?;
         let ghost = lock(&ghost);
         let coverage = RuntimeCoverage {
-            acknowledged: ghost.history.len() as u64,
+            acknowledged: ghost.acknowledged,
             served_after_quiet: ghost.served_after_quiet.len(),
         };
         Ok((report, coverage))
