@@ -714,6 +714,16 @@ fn publish(
     {
         let mut occ = inner.occ();
         for (request, outcome) in batch.into_iter().zip(outcomes) {
+            if matches!(outcome, Err(StorageError::Io { .. } | StorageError::Failed { .. })) {
+                // The engine failed: its write may still have been applied
+                // (e.g. written, then the sync failed). Validate later
+                // commits against these writes as if they were, so no
+                // transaction that read the old values can commit on them.
+                occ.version += 1;
+                let version = occ.version;
+                let keys = Arc::new(request.writes.keys().cloned().collect::<Vec<_>>());
+                occ.log.push_back(CommittedWrites { version, keys });
+            }
             let answer = outcome.map(|keys| {
                 occ.version += 1;
                 let version = occ.version;

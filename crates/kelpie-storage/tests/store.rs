@@ -408,3 +408,66 @@ fn a_database_half_created_by_a_killed_process_is_discarded_but_a_damaged_one_is
         b"not a database"
     );
 }
+
+/// An engine whose next write is applied and then reported failed, like a
+/// write whose sync failed after the data reached the disk.
+struct AppliedThenFailed {
+    inner: MemoryEngine,
+    fail_next: std::sync::atomic::AtomicBool,
+}
+
+impl Engine for AppliedThenFailed {
+    fn snapshot(&self) -> Result<Box<dyn kelpie_storage::engine::Snapshot>, StorageError> {
+        self.inner.snapshot()
+    }
+
+    fn write(&self, body: kelpie_storage::engine::WriteBody<'_>) -> Result<(), StorageError> {
+        self.inner.write(body)?;
+        if self.fail_next.swap(false, std::sync::atomic::Ordering::SeqCst) {
+            return Err(StorageError::Io {
+                message: "sync failed after the write".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn is_durable(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test]
+async fn a_commit_whose_engine_write_failed_still_conflicts_with_readers_of_its_keys() {
+    let engine = Arc::new(AppliedThenFailed {
+        inner: MemoryEngine::new(),
+        fail_next: std::sync::atomic::AtomicBool::new(false),
+    });
+    let store = store_on(engine.clone());
+    let a = actor("a");
+    let mut setup = store.begin().expect("begin");
+    setup.put(&a, b"balance", Bytes::from_static(b"10")).expect("put");
+    setup.commit().await.expect("commit");
+
+    // A reader of `balance` starts, then a writer's commit is applied but
+    // reported failed: its outcome is unknown to the store.
+    let mut reader = store.begin().expect("begin");
+    assert_eq!(reader.get(&a, b"balance"), Ok(Some(Bytes::from_static(b"10"))));
+    let mut writer = store.begin().expect("begin");
+    writer.put(&a, b"balance", Bytes::from_static(b"0")).expect("put");
+    engine.fail_next.store(true, std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(
+        writer.commit().await,
+        Err(StorageError::Io {
+            message: "sync failed after the write".into()
+        })
+    );
+    // The reader read a value that may have been overwritten: it must not
+    // commit on it (a lost update otherwise).
+    reader.put(&a, b"balance", Bytes::from_static(b"11")).expect("put");
+    assert!(
+        matches!(reader.commit().await, Err(StorageError::Conflict { .. })),
+        "a reader of a key written by a commit of unknown outcome conflicts"
+    );
+    let mut check = store.begin().expect("begin");
+    assert_eq!(check.get(&a, b"balance"), Ok(Some(Bytes::from_static(b"0"))));
+}
