@@ -102,8 +102,8 @@ impl FaultKind {
             | FaultKind::MessageDelay
             | FaultKind::MessageDuplicate
             | FaultKind::MessageReorder => "SimTransport::send",
-            FaultKind::DiskWriteError => "SimFile::write / SimFile::sync_data",
-            FaultKind::DiskReadError => "SimFile::read",
+            FaultKind::DiskWriteError => "SimFile::write / SimFile::sync_data / FaultyEngine::write",
+            FaultKind::DiskReadError => "SimFile::read / FaultyEngine::snapshot",
             FaultKind::DiskLatency => "SimSpawner::spawn_blocking",
             FaultKind::FsyncLoss | FaultKind::TornWrite => "SimDisk::crash",
             FaultKind::CoordinationTimeout | FaultKind::ConcurrentConflict => "SimCoordination::request",

@@ -20,14 +20,15 @@ pub mod faults;
 pub mod linearizability;
 pub mod scenarios;
 mod seams;
+pub mod shared_store;
 pub mod simulation;
 pub mod trace;
 mod world;
 
 pub use faults::{FaultConfig, FaultCounters, FaultKind};
 pub use simulation::{
-    FailureKind, FaultAction, HarnessEnv, NodeLife, NodeView, SeedGuard, SimFailure, SimReport, Simulation, StopReason,
-    WorldView,
+    FailureKind, FaultAction, FaultInjector, HarnessEnv, NodeLife, NodeView, SeedGuard, SimFailure, SimReport,
+    Simulation, StopReason, WorldView,
 };
 
 /// Seeds to run, from the environment.

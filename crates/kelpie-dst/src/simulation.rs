@@ -101,6 +101,34 @@ pub struct HarnessEnv {
     pub rng: kelpie_core::rng::SharedRng,
     /// Spawns more harness tasks.
     pub spawner: kelpie_core::spawn::SharedSpawner,
+    /// Draws the run's faults for harness-owned components (a shared store).
+    pub faults: FaultInjector,
+}
+
+/// Draws faults from the run's configuration and generator, counting each
+/// that fires as an effect (with a trace line), for components the harness
+/// owns rather than a node.
+#[derive(Clone)]
+pub struct FaultInjector {
+    shared: Arc<Shared>,
+}
+
+impl FaultInjector {
+    /// Whether `kind` fires now; if so it is counted as an effect, with
+    /// `detail` in the trace.
+    pub fn inject(&self, kind: FaultKind, detail: &str) -> bool {
+        let mut world = self.shared.world();
+        if !world.faults_active() || !world.draw(kind) {
+            return false;
+        }
+        world.effect(kind, detail);
+        true
+    }
+
+    /// A fair coin from the run's generator (to pick a fault's variant).
+    pub fn coin(&self) -> bool {
+        self.shared.world().rng.bernoulli(0.5)
+    }
 }
 
 /// A node-level fault, for [`Simulation::schedule_fault`].
@@ -612,6 +640,9 @@ impl<N: Send + Sync + 'static> Runner<N> {
                     shared: self.shared.clone(),
                     node: None,
                 }),
+                faults: FaultInjector {
+                    shared: self.shared.clone(),
+                },
             };
             let _detached: TaskHandle = spawner.spawn_task(name, task(env));
         }

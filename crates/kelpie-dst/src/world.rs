@@ -313,6 +313,13 @@ impl World {
         self.trace.record(self.step, self.now, event);
     }
 
+    /// Whether random faults may still fire (before `quiet_after`).
+    pub fn faults_active(&self) -> bool {
+        self.faults
+            .quiet_after
+            .is_none_or(|quiet| self.now < u64::try_from(quiet.as_nanos()).unwrap_or(u64::MAX))
+    }
+
     /// Draws whether `kind` fires now; does not count an effect.
     pub fn draw(&self, kind: FaultKind) -> bool {
         let probability = self.faults.probability_of(kind);

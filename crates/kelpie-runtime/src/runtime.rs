@@ -61,6 +61,17 @@ const FENCED_OUT: &str = "fenced out by a newer owner; nothing was applied";
 /// (self-fencing): it stopped serving the actor.
 const SELF_FENCED: &str = "this node stopped owning the actor (self-fenced)";
 
+/// Why an invocation failed when its commit's outcome is unknown and the
+/// state could not be reloaded: the actor deactivates rather than go on
+/// from a state that may be stale.
+const STATE_UNKNOWN: &str = "commit outcome unknown and the state could not be reloaded; deactivating";
+
+/// Whether an invocation's result means this activation must stop serving.
+fn stops_serving(result: &Result<Bytes, InvokeError>) -> bool {
+    matches!(result, Err(InvokeError::Unavailable { reason, .. })
+        if reason == FENCED_OUT || reason == SELF_FENCED || reason == STATE_UNKNOWN)
+}
+
 /// The storage key holding the fencing token of the last commit (so every
 /// commit's token is observable, for audits and the simulator).
 pub const TOKEN_KEY: &[u8] = b"__token";
@@ -733,7 +744,7 @@ impl<A: Actor> Inner<A> {
             ))
             .await;
             last_activity = self.env.clock.now_monotonic();
-            let lost = matches!(&result, Err(InvokeError::Unavailable { reason, .. }) if reason == FENCED_OUT || reason == SELF_FENCED);
+            let lost = stops_serving(&result);
             self.answer(envelope.reply, result);
             if lost {
                 let error = InvokeError::Unavailable {
@@ -797,7 +808,11 @@ impl<A: Actor> Inner<A> {
                             envelope.idempotency_key,
                         )
                         .await;
+                    let lost = stops_serving(&result);
                     self.answer(envelope.reply, result);
+                    if lost {
+                        break;
+                    }
                 }
             }
         }
@@ -964,9 +979,20 @@ impl<A: Actor> Inner<A> {
                 outcome.into_result()
             }
             Err(error) => {
-                // Nothing applied: keep the state as durable storage has it.
-                if let Ok(durable) = self.load_state(actor) {
-                    *state = durable;
+                // Whether the commit was applied may be unknown (an I/O
+                // error after the write): continue only from the state as
+                // durable storage has it. If even that cannot be read, the
+                // in-memory state may be stale: stop serving (the caller
+                // deactivates the actor; the next activation reloads).
+                match self.load_state(actor) {
+                    Ok(durable) => *state = durable,
+                    Err(reload) => {
+                        tracing::warn!(%actor, %error, %reload, "commit failed and the state could not be reloaded");
+                        return Err(InvokeError::Unavailable {
+                            actor: actor.clone(),
+                            reason: STATE_UNKNOWN.to_string(),
+                        });
+                    }
                 }
                 match error {
                     // No effect: the caller may retry (on the new owner).

@@ -438,3 +438,80 @@ async fn a_dead_actor_task_is_restarted_and_no_acknowledged_invocation_is_lost()
     assert_eq!(runtime.invoke(&actor, 0, InvokeOptions::default()).await, Ok(13));
     assert_eq!(runtime.invoke(&actor, 1, InvokeOptions::default()).await, Ok(14));
 }
+
+/// An engine whose next write is applied but reported failed, and whose next
+/// snapshot after that fails: the runtime cannot tell whether its commit
+/// happened, nor reload the state.
+#[derive(Default)]
+struct LostAnswer {
+    inner: MemoryEngine,
+    armed: std::sync::atomic::AtomicBool,
+    fail_snapshot: std::sync::atomic::AtomicBool,
+}
+
+impl kelpie_storage::Engine for LostAnswer {
+    fn snapshot(&self) -> Result<Box<dyn kelpie_storage::engine::Snapshot>, kelpie_storage::StorageError> {
+        if self.fail_snapshot.swap(false, Ordering::SeqCst) {
+            return Err(kelpie_storage::StorageError::Io {
+                message: "read failed".into(),
+            });
+        }
+        self.inner.snapshot()
+    }
+
+    fn write(&self, body: kelpie_storage::engine::WriteBody<'_>) -> Result<(), kelpie_storage::StorageError> {
+        self.inner.write(body)?;
+        if self.armed.swap(false, Ordering::SeqCst) {
+            self.fail_snapshot.store(true, Ordering::SeqCst);
+            return Err(kelpie_storage::StorageError::Io {
+                message: "answer lost".into(),
+            });
+        }
+        Ok(())
+    }
+
+    fn is_durable(&self) -> bool {
+        false
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_commit_of_unknown_outcome_that_cannot_be_reloaded_deactivates_the_actor() {
+    let clock = Arc::new(SystemClock::new());
+    let env = NodeEnv {
+        node_id: NodeId::from_index(0),
+        clock: clock.clone(),
+        rng: Arc::new(SeededRng::from_seed(1)),
+        spawner: Arc::new(TokioSpawner::current().expect("runtime")),
+        disk: Arc::new(OsDisk::open_dir(std::env::temp_dir()).expect("disk")),
+        transport: Arc::new(NoTransport::new(NodeId::from_index(0))),
+        coordination: Arc::new(MemoryCoordinationStore::new(clock)),
+    };
+    let engine = Arc::new(LostAnswer::default());
+    let store = Store::new(engine.clone(), env.spawner.clone());
+    let ownership = OwnershipDriver::start(
+        env.clone(),
+        OwnershipConfig::new(
+            Duration::from_secs(10),
+            Duration::from_secs(3),
+            Duration::from_millis(500),
+        )
+        .expect("valid"),
+    );
+    let runtime = Runtime::new(env, Counter::default(), store, ownership, RuntimeConfig::new("counter"));
+    let a = counter("a");
+    assert_eq!(runtime.invoke(&a, CounterMessage::Add(1), options()).await, Ok(1));
+    engine.armed.store(true, Ordering::SeqCst);
+    // The commit of +1 is applied but reported failed, and the reload fails:
+    // the actor must not go on from its in-memory 1.
+    assert_eq!(
+        runtime.invoke(&a, CounterMessage::Add(1), options()).await,
+        Err(InvokeError::Unavailable {
+            actor: a.clone(),
+            reason: "commit outcome unknown and the state could not be reloaded; deactivating".into()
+        })
+    );
+    // A fresh activation reads the durable 2: no lost update.
+    assert_eq!(runtime.invoke(&a, CounterMessage::Add(1), options()).await, Ok(3));
+    assert_eq!(runtime.stats().activations, 2);
+}

@@ -34,7 +34,9 @@ use kelpie_runtime::ownership::OwnershipConfig;
 use kelpie_runtime::runtime::{
     Actor, ActorContext, HandlerError, InvokeError, InvokeOptions, Runtime, RuntimeConfig, TOKEN_KEY,
 };
-use kelpie_storage::{MemoryEngine, Store};
+use kelpie_storage::Store;
+
+use crate::shared_store::FaultyEngine;
 use serde::{Deserialize, Serialize};
 
 use super::ownership::{
@@ -459,11 +461,14 @@ impl RuntimeScenario {
             .max_virtual_time(self.max_virtual_time)
             .harness("shared-store", move |env| {
                 Box::pin(async move {
-                    let store = Store::new(Arc::new(MemoryEngine::new()), env.spawner.clone());
+                    // The audit sees what the engine applied, including
+                    // writes whose commit was reported failed.
                     let audit = store_ghost.clone();
-                    store.observe_commits(Arc::new(move |_version, writes| {
-                        lock(&audit).audit.commit(writes, TOKEN_KEY)
-                    }));
+                    let engine = FaultyEngine::new(
+                        env.faults.clone(),
+                        Arc::new(move |writes| lock(&audit).audit.commit(writes, TOKEN_KEY)),
+                    );
+                    let store = Store::new(Arc::new(engine), env.spawner.clone());
                     lock(&store_ghost).store = Some(store);
                 })
             });
