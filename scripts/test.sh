@@ -24,6 +24,9 @@ echo "== simulation sweep (release): ${DST_RUNTIME_SEEDS:-1000} seeds of the act
 # deactivation, linearizable histories, liveness after faults stop).
 DST_SEEDS="${DST_RUNTIME_SEEDS:-1000}" cargo test --release --locked -p kelpie-dst --test runtime -- --nocapture
 
+echo "== TLA+ specs (TLC): every cfg's outcome must match specs/tla/results.json"
+./scripts/tlc.sh
+
 echo "== bug-switch matrix"
 # Each switch re-creates a known defect; its test asserts the simulator
 # catches it and names the invariant.
