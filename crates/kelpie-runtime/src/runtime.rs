@@ -674,14 +674,12 @@ impl<A: Actor> Inner<A> {
         let (mut serving, mut state) = match Box::pin(self.activate(&actor)).await {
             Ok(activated) => activated,
             Err(error) => {
-                mailbox.close();
-                while let Some(envelope) = mailbox.recv().await {
-                    self.answer(envelope.reply, Err(error.clone()));
-                }
-                // If the claim succeeded but the rest of the activation did
-                // not, give the actor up rather than hold it unserved.
-                self.ownership.release(&actor);
-                self.deregister(&actor, generation);
+                // Bounce what was accepted and, if the claim succeeded but
+                // the rest of the activation did not, give the actor up
+                // rather than hold it unserved. The slot is marked draining
+                // first, so no new activation starts (and claims) before
+                // this release.
+                Box::pin(self.finish(&actor, mailbox, generation, Some(error))).await;
                 return;
             }
         };
