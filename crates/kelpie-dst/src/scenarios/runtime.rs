@@ -51,6 +51,8 @@ use crate::simulation::{HarnessEnv, SimFailure, SimReport, Simulation, WorldView
 
 /// Invariant names (see the module docs).
 pub const GRACEFUL_DEACTIVATION: &str = "GracefulDeactivation";
+/// Invariant: no runtime answers more messages than it accepted.
+pub const ANSWERED_WERE_ACCEPTED: &str = "AnsweredWereAccepted";
 pub use super::ownership::{
     FENCING_TOKEN_MONOTONIC, LEASE_UNIQUENESS, LINEARIZABLE, NO_ZOMBIE_WRITE, SINGLE_ACTIVATION,
 };
@@ -407,6 +409,49 @@ where
     Ok(())
 }
 
+/// `GracefulDeactivation`: a node's runtime with no active actor has
+/// answered every message it accepted (handled or bounced, never dropped).
+pub fn check_graceful_deactivation(view: &WorldView<'_, RuntimeNode>) -> Result<(), String> {
+    for node in view.nodes {
+        let Some(state) = &node.state else { continue };
+        let Some((counters, registers)) = state.runtimes() else {
+            continue;
+        };
+        for (name, idle, stats) in [
+            ("counter", counters.active().is_empty(), counters.stats()),
+            ("register", registers.active().is_empty(), registers.stats()),
+        ] {
+            if idle && stats.accepted != stats.answered {
+                return Err(format!(
+                    "{} {name} runtime has no active actor but answered {} of {} accepted messages",
+                    node.id, stats.answered, stats.accepted
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `AnsweredWereAccepted`: no runtime answers more messages than its
+/// mailboxes accepted (no answer without a request, none answered twice).
+pub fn check_answered_were_accepted(view: &WorldView<'_, RuntimeNode>) -> Result<(), String> {
+    for node in view.nodes {
+        let Some(state) = &node.state else { continue };
+        let Some((counters, registers)) = state.runtimes() else {
+            continue;
+        };
+        for (name, stats) in [("counter", counters.stats()), ("register", registers.stats())] {
+            if stats.answered > stats.accepted {
+                return Err(format!(
+                    "{} {name} runtime answered {} messages but accepted only {}",
+                    node.id, stats.answered, stats.accepted
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A runtime simulation.
 #[derive(Clone, Debug)]
 pub struct RuntimeScenario {
@@ -497,26 +542,8 @@ impl RuntimeScenario {
                 Some(violation) => Err(violation.clone()),
                 None => Ok(()),
             })
-            .invariant(GRACEFUL_DEACTIVATION, |view: &WorldView<'_, RuntimeNode>| {
-                for node in view.nodes {
-                    let Some(state) = &node.state else { continue };
-                    let Some((counters, registers)) = state.runtimes() else {
-                        continue;
-                    };
-                    for (name, active, stats) in [
-                        ("counter", counters.active().is_empty(), counters.stats()),
-                        ("register", registers.active().is_empty(), registers.stats()),
-                    ] {
-                        if active && stats.accepted != stats.answered {
-                            return Err(format!(
-                                "{} {name} runtime has no active actor but answered {} of {} accepted messages",
-                                node.id, stats.answered, stats.accepted
-                            ));
-                        }
-                    }
-                }
-                Ok(())
-            })
+            .invariant(GRACEFUL_DEACTIVATION, check_graceful_deactivation)
+            .invariant(ANSWERED_WERE_ACCEPTED, check_answered_were_accepted)
             .invariant(LINEARIZABLE, move |_| lock(&history_ghost).check_linearizable())
             .run()?;
         let ghost = lock(&ghost);
