@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The test command. Does its own set-up on a fresh machine, then runs every
-# test, then the bug-switch matrix (each switch built in must be caught).
+# test, the Stateright models, the TLA+ specs (TLC), then the bug-switch
+# matrix (each switch built in must be caught, in the simulator and, where a
+# model covers it, by Stateright).
 #
 #   DST_SEEDS=k          run k seeds in the simulation sweeps (default per test)
 #   DST_SEED=n           replay seed n
@@ -14,7 +16,10 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 echo "== cargo test (workspace, debug; simulations below in release)"
-cargo test --workspace --locked --exclude kelpie-bench --exclude kelpie-dst
+cargo test --workspace --locked --exclude kelpie-bench --exclude kelpie-dst --exclude kelpie-spec
+
+echo "== Stateright models on the production cores (release, exhaustive within bounds)"
+cargo test --release --locked -p kelpie-spec
 
 echo "== simulations (release)"
 cargo test --release --locked -p kelpie-dst -- --skip runtime_invariants_hold
@@ -45,6 +50,13 @@ for switch in \
     bug-ownership-renew-without-holder-check \
     bug-runtime-unfenced-commit \
     bug-runtime-drop-on-deactivate; do
-    echo "-- $switch"
+    echo "-- $switch: simulator"
     cargo test --release --locked -p kelpie-dst --features "$switch" --test bug_switches
+    if grep -q "^$switch = " crates/kelpie-spec/Cargo.toml; then
+        echo "-- $switch: Stateright"
+        cargo test --release --locked -p kelpie-spec --features "$switch"
+    fi
 done
+# The TLC cell of each switch ran above (scripts/tlc.sh: its buggy cfg must
+# fail on the recorded invariant); crates/kelpie-dst/tests/alignment.rs
+# checks the three cells name the same invariant (specs/alignment.toml).

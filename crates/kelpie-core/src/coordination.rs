@@ -37,7 +37,7 @@ pub const COORDINATION_RANGE_KEYS_MAX: usize = 10_000;
 pub struct LeaseId(pub i64);
 
 /// A stored key with its revisions (etcd's `mvccpb.KeyValue`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct KeyValue {
     /// The key.
     pub key: String,
@@ -54,7 +54,7 @@ pub struct KeyValue {
 }
 
 /// How a compare relates the stored and given values.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CompareOp {
     /// Stored == given.
     Equal,
@@ -68,7 +68,7 @@ pub enum CompareOp {
 
 /// What a compare looks at. For a missing key, revisions and version are 0
 /// and a value compare is false.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum CompareTarget {
     /// The key's value.
     Value(Bytes),
@@ -81,7 +81,7 @@ pub enum CompareTarget {
 }
 
 /// One guard of a transaction.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Compare {
     /// The key compared.
     pub key: String,
@@ -121,7 +121,7 @@ impl Compare {
 }
 
 /// One operation of a transaction branch.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TxnOp {
     /// Write `value` at `key`, attached to `lease` if given.
     Put {
@@ -145,7 +145,7 @@ pub enum TxnOp {
 }
 
 /// The result of one [`TxnOp`].
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum TxnOpResult {
     /// A put was applied.
     Put,
@@ -160,7 +160,7 @@ pub enum TxnOpResult {
 
 /// An etcd-style transaction: if every compare holds, apply `success`,
 /// otherwise apply `failure`, atomically.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Txn {
     /// Guards, all of which must hold.
     pub compares: Vec<Compare>,
@@ -171,7 +171,7 @@ pub struct Txn {
 }
 
 /// What a transaction did.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct TxnResponse {
     /// Whether the compares held (so `success` was applied).
     pub succeeded: bool,
@@ -182,7 +182,7 @@ pub struct TxnResponse {
 }
 
 /// A granted lease.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct LeaseGrant {
     /// The lease id.
     pub id: LeaseId,
@@ -246,7 +246,7 @@ pub trait CoordinationStore: Send + Sync + 'static {
 /// A shared coordination store handle.
 pub type SharedCoordination = Arc<dyn CoordinationStore>;
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 struct LeaseState {
     ttl: Duration,
     expires_at: MonotonicInstant,
@@ -254,7 +254,7 @@ struct LeaseState {
 
 /// etcd's semantics as a pure state machine: every method takes the store's
 /// current time as an input and performs no I/O.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct CoordinationState {
     revision: i64,
     next_lease: i64,
@@ -520,6 +520,18 @@ impl CoordinationState {
     /// Whether `lease` is alive as of the last operation.
     pub fn lease_alive(&self, lease: LeaseId) -> bool {
         self.leases.contains_key(&lease)
+    }
+
+    /// Every lease alive as of the last operation, with its deadline (for
+    /// model checkers: expiry is not applied).
+    pub fn lease_deadlines(&self) -> Vec<(LeaseId, MonotonicInstant)> {
+        self.leases.iter().map(|(id, lease)| (*id, lease.expires_at)).collect()
+    }
+
+    /// `key` as of the last operation, without expiring leases (for model
+    /// checkers and audits).
+    pub fn peek(&self, key: &str) -> Option<&KeyValue> {
+        self.keys.get(key)
     }
 }
 

@@ -49,7 +49,7 @@ impl FencingToken {
 }
 
 /// Timing of the protocol.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct OwnershipConfig {
     lease_ttl: Duration,
     renew_interval: Duration,
@@ -113,7 +113,7 @@ impl OwnershipConfig {
 pub type RequestId = u64;
 
 /// Something the driver must do against the coordination store.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Command {
     /// Grant a session lease with this TTL.
     GrantSession {
@@ -141,7 +141,7 @@ pub enum Command {
 }
 
 /// Something the runtime must know.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Event {
     /// This node now owns `actor` with `token` and may serve it.
     Serving {
@@ -177,7 +177,7 @@ pub enum Event {
 }
 
 /// How a command failed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Failure {
     /// No answer: the command may or may not have been applied.
     Timeout,
@@ -188,7 +188,7 @@ pub enum Failure {
 }
 
 /// An input to the protocol.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Input {
     /// Time passed (the driver ticks at least every renew interval / 4).
     Tick,
@@ -239,7 +239,7 @@ pub struct Output {
     pub events: Vec<Event>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum Session {
     None,
     Granting,
@@ -251,7 +251,7 @@ enum Session {
     },
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 enum ActorClaim {
     /// Wants to claim once the session is live.
     Waiting,
@@ -272,7 +272,7 @@ enum ActorClaim {
     },
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum Pending {
     Grant { sent_at: MonotonicInstant },
     KeepAlive { sent_at: MonotonicInstant, lease: LeaseId },
@@ -282,7 +282,7 @@ enum Pending {
 }
 
 /// One node's view of the ownership protocol.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Ownership {
     node: NodeId,
     config: OwnershipConfig,
