@@ -25,6 +25,7 @@
 (*   ri        recovery: next log position to look at                      *)
 (*   acked     keys whose invocation was acknowledged to the client        *)
 (*   crashes   crashes so far (bounded)                                    *)
+(*   wfails    failed engine writes so far (bounded)                       *)
 (*                                                                         *)
 (* ACTIONS                                                                 *)
 (*   Append(k)    the client's invocation k arrives: a completed entry is  *)
@@ -34,6 +35,11 @@
 (*                its own                                                  *)
 (*   Complete     effect + entry completion in one commit; acknowledges    *)
 (*                the client (not for a replay)                            *)
+(*   WriteFailed  a commit's engine write (Append's new entry, or the      *)
+(*                effect + completion) fails with an I/O error: not        *)
+(*                applied, or applied with the answer lost; the client is  *)
+(*                not acknowledged and the store, refusing everything      *)
+(*                until reopened, reopens and recovers (DiskWriteError)    *)
 (*   Sync         (bug storage-ack-before-sync) a later fsync              *)
 (*   Crash        the node dies; unsynced writes are lost                  *)
 (*   Restart      the node starts recovery                                 *)
@@ -51,6 +57,18 @@
 (*   PendingEventuallyCompleted  every appended entry is eventually        *)
 (*                               completed (replay after a crash)          *)
 (*                                                                         *)
+(* Simulator faults here (crates/kelpie-dst/src/faults.rs):                *)
+(*   FsyncLoss, TornWrite  Crash: what was not synced is lost; a torn last *)
+(*                write fails redb's checksum, so its commit is lost too   *)
+(*   DiskWriteError  WriteFailed                                           *)
+(*   DiskLatency  Sync: the sync happens later.  In production a commit is *)
+(*                published and answered only once its sync returned, so   *)
+(*                durable = visible and Sync is never enabled; a slow sync *)
+(*                is an Append/Complete step that happens later, after any *)
+(*                other step (a Crash first: the commit is lost, never     *)
+(*                acknowledged).  Under storage-ack-before-sync, Sync is   *)
+(*                the sync lagging behind the acknowledged commit.         *)
+(*                                                                         *)
 (* Bug switches (CONSTANT Bug; "none" = production):                       *)
 (*   "journal-replay-completed"  recovery replays completed entries too    *)
 (*   "storage-ack-before-sync"   commits are visible and acknowledged      *)
@@ -63,11 +81,12 @@ Seq == INSTANCE Sequences   \* prefixed: the action `Append` keeps its productio
 
 CONSTANTS Keys,       \* idempotency keys of the client's invocations
           MaxCrashes, \* bound on crashes
+          MaxWriteFailures, \* bound on failed engine writes
           Bug         \* bug switch, "none" in production
 
-VARIABLES visible, durable, up, phase, cur, replaying, ri, acked, crashes
+VARIABLES visible, durable, up, phase, cur, replaying, ri, acked, crashes, wfails
 
-vars == <<visible, durable, up, phase, cur, replaying, ri, acked, crashes>>
+vars == <<visible, durable, up, phase, cur, replaying, ri, acked, crashes, wfails>>
 
 NoKey == "none"
 Empty == [log |-> << >>, hist |-> << >>]
@@ -95,6 +114,7 @@ Init ==
     /\ ri = 1
     /\ acked = {}
     /\ crashes = 0
+    /\ wfails = 0
 
 -----------------------------------------------------------------------------
 Append(k) ==
@@ -111,7 +131,7 @@ Append(k) ==
                /\ phase' = "running"
                /\ cur' = k
                /\ UNCHANGED acked
-    /\ UNCHANGED <<up, replaying, ri, crashes>>
+    /\ UNCHANGED <<up, replaying, ri, crashes, wfails>>
 
 \* After the commit: acknowledge (unless replaying), go back.
 Finish ==
@@ -127,7 +147,7 @@ ApplyEffect ==
     /\ phase = "running"
     /\ Write(WithEffect(visible, cur))
     /\ phase' = "applied"
-    /\ UNCHANGED <<up, cur, replaying, ri, acked, crashes>>
+    /\ UNCHANGED <<up, cur, replaying, ri, acked, crashes, wfails>>
 
 \* run_handler + Journal::complete: the effect and the completion commit
 \* together (production), or the completion alone after ApplyEffect (bug).
@@ -140,14 +160,48 @@ Complete ==
           /\ phase = "applied"
           /\ Write(WithCompletion(visible, cur))
     /\ Finish
-    /\ UNCHANGED <<up, ri, crashes>>
+    /\ UNCHANGED <<up, ri, crashes, wfails>>
 
 \* bug-storage-ack-before-sync: the disk catches up some time later.
 Sync ==
     /\ Bug = "storage-ack-before-sync"
     /\ durable # visible
     /\ durable' = visible
-    /\ UNCHANGED <<visible, up, phase, cur, replaying, ri, acked, crashes>>
+    /\ UNCHANGED <<visible, up, phase, cur, replaying, ri, acked, crashes, wfails>>
+
+\* DiskWriteError: the engine write of a commit fails with an I/O error --
+\* the write of Append's new pending entry, or of Complete's effect +
+\* completion (under storage-nonatomic-apply, either of its two writes).
+\* Either nothing was applied, or the commit was applied and only its answer
+\* is lost (e.g. written, then the sync reported the error although the
+\* pages reached the disk): the client is not acknowledged either way.
+\* redb then refuses every operation (PreviousIo) until the database is
+\* reopened, and reopening runs recovery, which replays the pending entries
+\* in order before anything new is accepted (and the store validates later
+\* commits as if the failed one had applied).  So: unacknowledged, then
+\* recovering from the image as it now is.
+WriteFailed ==
+    /\ up
+    /\ wfails < MaxWriteFailures
+    /\ wfails' = wfails + 1
+    /\ \/ \E k \in Keys :
+             /\ phase = "idle"
+             /\ k \notin acked
+             /\ ~InLog(visible, k)
+             /\ \/ UNCHANGED <<visible, durable>>
+                \/ Write([visible EXCEPT !.log = Seq!Append(@, [key |-> k, status |-> "pending"])])
+       \/ /\ phase \in {"running", "applied"}
+          /\ LET img == IF Bug # "storage-nonatomic-apply"
+                           THEN WithCompletion(WithEffect(visible, cur), cur)
+                        ELSE IF phase = "running" THEN WithEffect(visible, cur)
+                        ELSE WithCompletion(visible, cur)
+             IN \/ UNCHANGED <<visible, durable>>
+                \/ Write(img)
+    /\ phase' = "recovering"
+    /\ ri' = 1
+    /\ cur' = NoKey
+    /\ replaying' = FALSE
+    /\ UNCHANGED <<up, acked, crashes>>
 
 Crash ==
     /\ up
@@ -158,14 +212,14 @@ Crash ==
     /\ phase' = "idle"
     /\ cur' = NoKey
     /\ replaying' = FALSE
-    /\ UNCHANGED <<durable, ri, acked>>
+    /\ UNCHANGED <<durable, ri, acked, wfails>>
 
 Restart ==
     /\ ~up
     /\ up' = TRUE
     /\ phase' = "recovering"
     /\ ri' = 1
-    /\ UNCHANGED <<visible, durable, cur, replaying, acked, crashes>>
+    /\ UNCHANGED <<visible, durable, cur, replaying, acked, crashes, wfails>>
 
 \* Journal::recover: per entry in sequence order, replay it if pending (the
 \* bug replays completed entries too); at the end the actor serves.
@@ -181,12 +235,12 @@ Recover ==
                           /\ cur' = visible.log[ri].key
                           /\ replaying' = TRUE
                      ELSE UNCHANGED <<phase, cur, replaying>>
-    /\ UNCHANGED <<visible, durable, up, acked, crashes>>
+    /\ UNCHANGED <<visible, durable, up, acked, crashes, wfails>>
 
 -----------------------------------------------------------------------------
 Next ==
     \/ \E k \in Keys : Append(k)
-    \/ ApplyEffect \/ Complete \/ Sync \/ Crash \/ Restart \/ Recover
+    \/ ApplyEffect \/ Complete \/ WriteFailed \/ Sync \/ Crash \/ Restart \/ Recover
 
 Fairness == WF_vars(ApplyEffect) /\ WF_vars(Complete) /\ WF_vars(Restart) /\ WF_vars(Recover)
 
@@ -201,6 +255,7 @@ TypeOK ==
     /\ Range(visible.hist) \subseteq Keys
     /\ \A i \in DOMAIN visible.log : visible.log[i].status \in {"pending", "completed"}
     /\ crashes \in 0..MaxCrashes
+    /\ wfails \in 0..MaxWriteFailures
 
 Durability == \A k \in acked : Completed(visible, k) /\ k \in Range(visible.hist)
 

@@ -37,7 +37,14 @@
 (*   Claim(n)          txn: if owner key missing put it on my lease, else  *)
 (*                     get it; the answer goes in flight                   *)
 (*   ClaimAnswered(n)  node acts on the answer (own / owned elsewhere)     *)
-(*   ClaimTimeout(n)   the answer is lost (the txn may have applied)       *)
+(*   ClaimTimeout(n)   the answer is lost (the txn may have applied); the  *)
+(*                     node gives the claim up: Drop(n)                    *)
+(*   DuplicateClaim(n) the claim request reaches the store a second time   *)
+(*                     and is applied again; the node acts on the first    *)
+(*                     answer, the second is ignored                       *)
+(*   Reorder(n)        the same, but the duplicate's answer overtakes the  *)
+(*                     original's: the node acts on it, the older one      *)
+(*                     arrives late and is ignored                         *)
 (*   Release(n)        txn: delete the key if its create revision is mine  *)
 (*   InstallFence(n)   raise the stored fence to my token (activation)     *)
 (*   FencedWrite(n)    commit with precondition fence = my token           *)
@@ -54,6 +61,18 @@
 (*   FencingTokenMonotonic  [][fence and owner tokens only grow]_vars      *)
 (*   ClaimResolves     a claim in flight is eventually answered or lost    *)
 (*   OrphanReclaimed   an owner key nobody trusts is eventually deleted    *)
+(*                                                                         *)
+(* Simulator faults here (crates/kelpie-dst/src/faults.rs):                *)
+(*   MessageDrop          Drop(n), reached by ClaimTimeout(n): the answer  *)
+(*                        is lost, the node gives the claim up             *)
+(*   CoordinationTimeout  ClaimTimeout(n)                                  *)
+(*   MessageDuplicate     DuplicateClaim(n)                                *)
+(*   MessageReorder       Reorder(n).  Answers carry their request id      *)
+(*                        (ownership.rs, `pending`): only the first answer *)
+(*                        to the pending request is acted on; a late one   *)
+(*                        (after a timeout, or the second of two) finds no *)
+(*                        pending request and changes nothing              *)
+(*   NodeCrash            Crash(n), Restart(n)                             *)
 (*                                                                         *)
 (* Bug switches (CONSTANT Bug; "none" = production):                       *)
 (*   "ownership-acquire-without-compare"  claim is a blind put             *)
@@ -109,7 +128,9 @@ Init ==
     /\ lastCommit = [token |-> 0, fence |-> 0]
     /\ crashes = 0
 
-\* The node gives the actor up locally (no store effect).
+\* The node gives the actor up locally (no store effect): what a lost
+\* answer (MessageDrop, via ClaimTimeout), a lost session, a release or a
+\* fencing rejection leads to.
 Drop(n) ==
     /\ act' = [act EXCEPT ![n] = "idle"]
     /\ tok' = [tok EXCEPT ![n] = 0]
@@ -147,21 +168,64 @@ Lookup(n) ==
     /\ act' = [act EXCEPT ![n] = "lookedup"]
     /\ UNCHANGED <<status, sess, reply, tok, ownLease, inst, storeVars, fence, lastCommit, crashes>>
 
-\* claim_txn: compares [owner key missing], success [put key on my lease],
-\* failure [get key].  Atomic in the store; the answer is in flight.
+\* claim_txn of node n, applied by the store: compares [owner key missing],
+\* success [put key on my lease], failure [get key].  The lease is the
+\* session n trusts (while n awaits the answer it is the one the request
+\* carries: losing the session ends the claim).
+ClaimSucceeds == owner.token = 0 \/ ~Compares
+
+ApplyClaim(n) ==
+    IF ClaimSucceeds
+       THEN /\ rev < MaxToken
+            /\ rev' = rev + 1
+            /\ owner' = [lease |-> sess[n], token |-> rev + 1]
+       ELSE UNCHANGED <<owner, rev>>
+
+\* Its answer (computed in the state before it is applied).
+ClaimAnswer(n) ==
+    IF ClaimSucceeds
+       THEN [won |-> TRUE, key |-> [lease |-> sess[n], token |-> rev + 1]]
+       ELSE [won |-> FALSE, key |-> owner]
+
+\* Atomic in the store; the answer is in flight.
 Claim(n) ==
     /\ status[n] = "up"
     /\ sess[n] # 0
     /\ act[n] = IF Bug = "ownership-lookup-then-claim" THEN "lookedup" ELSE "idle"
-    /\ IF owner.token = 0 \/ ~Compares
-          THEN /\ rev < MaxToken
-               /\ rev' = rev + 1
-               /\ owner' = [lease |-> sess[n], token |-> rev + 1]
-               /\ reply' = [reply EXCEPT ![n] = [won |-> TRUE, key |-> owner']]
-          ELSE /\ reply' = [reply EXCEPT ![n] = [won |-> FALSE, key |-> owner]]
-               /\ UNCHANGED <<owner, rev>>
+    /\ ApplyClaim(n)
+    /\ reply' = [reply EXCEPT ![n] = ClaimAnswer(n)]
     /\ act' = [act EXCEPT ![n] = "claiming"]
     /\ UNCHANGED <<status, sess, tok, ownLease, inst, leases, nextLease, fence, lastCommit, crashes>>
+
+\* MessageDuplicate: the network delivers n's claim request to the store a
+\* second time while n still awaits the answer, and the store applies
+\* claim_txn again: if the key is missing by now (the first copy lost, and
+\* the owner has since released or its lease expired) it puts n's key on
+\* n's lease with a fresh create revision, else it only reads the key.  Both
+\* answers carry the request's id; the first to arrive is acted on and
+\* Ownership::answered ignores the second (the id is no longer pending).
+\* Here the original's answer arrives first, so n acts on `reply`; if n
+\* then gives the actor up, a key put by the duplicate stays on n's lease:
+\* n's next claim adopts it (our key, our lease), or it dies with the lease.
+\* The duplicate's answer arriving first is Reorder(n).
+DuplicateClaim(n) ==
+    /\ status[n] = "up"
+    /\ act[n] = "claiming"
+    /\ ApplyClaim(n)
+    /\ UNCHANGED <<nodeVars, leases, nextLease, fence, lastCommit, crashes>>
+
+\* MessageReorder: as DuplicateClaim(n), but the duplicate's answer (the
+\* newer) overtakes the original's (the older): n acts on the duplicate's
+\* answer, and the original's arrives late, after n moved on, for a request
+\* no longer pending, and is ignored.  (A late answer to a request the node
+\* timed out on is ignored the same way: ClaimTimeout leaves nothing in
+\* flight that the node would act on.)
+Reorder(n) ==
+    /\ status[n] = "up"
+    /\ act[n] = "claiming"
+    /\ ApplyClaim(n)
+    /\ reply' = [reply EXCEPT ![n] = ClaimAnswer(n)]
+    /\ UNCHANGED <<status, sess, act, tok, ownLease, inst, leases, nextLease, fence, lastCommit, crashes>>
 
 \* Ownership::answered: own the actor if the txn won, or if the key found is
 \* our own under the session we still trust (an earlier answer was lost);
@@ -259,6 +323,7 @@ NodeStep(n) ==
 Next ==
     \/ \E l \in leases : LeaseExpire(l)
     \/ \E n \in Nodes : NodeStep(n) \/ Crash(n) \/ Restart(n)
+                         \/ DuplicateClaim(n) \/ Reorder(n)
 
 \* The store expires untrusted leases; a node that is up answers its claims.
 Fairness ==

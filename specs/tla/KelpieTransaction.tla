@@ -29,8 +29,12 @@
 (*   Write(t, k)   buffer a write of k                                     *)
 (*   Commit(t)     read-only: commit at the snapshot; read-write: validate *)
 (*                 the read set against commits since the snapshot, then   *)
-(*                 apply every write at once (or abort on conflict)        *)
+(*                 apply every write at once, or abort on Conflict(t): a   *)
+(*                 commit since the snapshot wrote a key read              *)
+(*                 (ConcurrentConflict)                                    *)
 (*   ApplyWrite(t, k) (bug storage-nonatomic-apply) one write lands        *)
+(*   ReadFailed(t) a snapshot read fails (I/O error): the txn aborts with  *)
+(*                 no effect (DiskReadError)                               *)
 (*                                                                         *)
 (* INVARIANTS                                                              *)
 (*   TypeOK                                                                *)
@@ -93,6 +97,15 @@ Read(t, k) ==
     /\ rs' = [rs EXCEPT ![t] = @ @@ (k :> snap[t][k])]
     /\ UNCHANGED <<db, version, log, st, snap, snapVer, ws, toApply, history, roHistory>>
 
+\* DiskReadError: a read from the snapshot fails with an I/O error; the
+\* caller drops the transaction, which aborts with no effect (its buffered
+\* writes are discarded, nothing is validated or applied).
+ReadFailed(t) ==
+    /\ st[t] = "active"
+    /\ \E k \in Keys : k \notin DOMAIN rs[t] \cup DOMAIN ws[t]
+    /\ st' = [st EXCEPT ![t] = "aborted"]
+    /\ UNCHANGED <<db, version, log, snap, snapVer, rs, ws, toApply, history, roHistory>>
+
 Write(t, k) ==
     /\ st[t] = "active"
     /\ k \notin DOMAIN ws[t]
@@ -143,7 +156,7 @@ ApplyWrite(t, k) ==
 
 Next ==
     \E t \in Txns :
-        \/ Begin(t) \/ Commit(t)
+        \/ Begin(t) \/ Commit(t) \/ ReadFailed(t)
         \/ \E k \in Keys : Read(t, k) \/ Write(t, k) \/ ApplyWrite(t, k)
 
 Fairness == \A t \in Txns : WF_vars(Commit(t)) /\ WF_vars(\E k \in Keys : ApplyWrite(t, k))
