@@ -15,4 +15,5 @@ pub mod journal;
 pub mod lease;
 pub mod linearizability;
 pub mod single_activation;
+pub mod trace;
 pub mod transaction;

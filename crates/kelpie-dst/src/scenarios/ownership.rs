@@ -285,6 +285,9 @@ async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize
 pub struct FenceAudit {
     fences: BTreeMap<ActorId, u64>,
     violation: Option<String>,
+    /// Per actor: the token of the last applied commit and how many
+    /// commits carrying a token were applied.
+    applied: BTreeMap<ActorId, (u64, u64)>,
 }
 
 impl FenceAudit {
@@ -304,6 +307,8 @@ impl FenceAudit {
                     self.fences.insert(actor, token);
                 }
                 (Space::State, Some(token)) if key == token_key => {
+                    let applied = self.applied.entry(actor.clone()).or_insert((0, 0));
+                    *applied = (token, applied.1 + 1);
                     let fence = self.fences.get(&actor).copied().unwrap_or(0);
                     if token < fence && self.violation.is_none() {
                         self.violation = Some(format!(
@@ -319,6 +324,12 @@ impl FenceAudit {
     /// The first zombie write seen, if any.
     pub fn violation(&self) -> Option<&String> {
         self.violation.as_ref()
+    }
+
+    /// The token of `actor`'s last applied commit and the number of its
+    /// applied commits, if any was applied.
+    pub fn last_commit(&self, actor: &ActorId) -> Option<(u64, u64)> {
+        self.applied.get(actor).copied()
     }
 }
 
@@ -514,6 +525,36 @@ pub struct OwnershipCoverage {
 impl OwnershipScenario {
     /// Runs the scenario with `seed`.
     pub fn run(&self, seed: u64) -> Result<(SimReport, OwnershipCoverage), Box<SimFailure>> {
+        self.run_with(seed, None)
+    }
+
+    /// Runs the scenario with `seed`, recording the store-level abstract
+    /// state ([`AbstractOwnership`]) after every event, stutters dropped:
+    /// the first element is the state before the first event, and each next
+    /// one differs from the one before. Recording only reads the
+    /// coordination state, the shared store and the commit audit; it adds
+    /// no event and draws no randomness, so the run (and its trace hash) is
+    /// the one [`Self::run`] makes.
+    pub fn run_recording(&self, seed: u64) -> Result<(SimReport, Vec<AbstractOwnership>), Box<SimFailure>> {
+        let (outcome, states) = self.record(seed);
+        outcome.map(|(report, _)| (report, states))
+    }
+
+    /// As [`Self::run_recording`], but the states are returned even when an
+    /// invariant fails: then the last one is the state after the violating
+    /// event (the recorder is evaluated before the invariants).
+    pub fn record(&self, seed: u64) -> RecordedRun {
+        let states: Arc<Mutex<Vec<AbstractOwnership>>> = Arc::default();
+        let outcome = self.run_with(seed, Some(states.clone()));
+        let states = std::mem::take(&mut *states.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        (outcome, states)
+    }
+
+    fn run_with(
+        &self,
+        seed: u64,
+        recording: Option<Arc<Mutex<Vec<AbstractOwnership>>>>,
+    ) -> Result<(SimReport, OwnershipCoverage), Box<SimFailure>> {
         let ghost: SharedGhost = Arc::default();
         let config = self.config;
         let nodes = self.nodes;
@@ -540,6 +581,26 @@ impl OwnershipScenario {
             let client_ghost = ghost.clone();
             simulation = simulation.harness("client", move |env| {
                 Box::pin(client(env, client_ghost, index, nodes, quiet))
+            });
+        }
+        if let Some(states) = recording {
+            // Evaluated before the invariants, so a failing run still
+            // records the state after the violating event. Always holds.
+            let record_ghost = ghost.clone();
+            let actors: Vec<ActorId> = (0..ACTORS).map(actor).collect();
+            let mut last: Option<AbstractOwnership> = None;
+            simulation = simulation.invariant(ABSTRACT_STATE_RECORDER, move |view| {
+                let ghost = lock(&record_ghost);
+                let state = abstract_ownership(view.coordination, ghost.store.as_ref(), &ghost.audit, &actors);
+                drop(ghost);
+                if last.as_ref() != Some(&state) {
+                    states
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .push(state.clone());
+                    last = Some(state);
+                }
+                Ok(())
             });
         }
         let fence_ghost = ghost.clone();
@@ -586,4 +647,87 @@ impl OwnershipScenario {
         };
         Ok((report, coverage))
     }
+}
+
+/// A run's outcome and the abstract states it went through
+/// ([`OwnershipScenario::record`]).
+pub type RecordedRun = (
+    Result<(SimReport, OwnershipCoverage), Box<SimFailure>>,
+    Vec<AbstractOwnership>,
+);
+
+/// Name under which [`OwnershipScenario::record`] registers its recorder (a
+/// pseudo-invariant that always holds; not one of the scenario's checks).
+const ABSTRACT_STATE_RECORDER: &str = "AbstractStateRecorder";
+
+/// One `owners/<actor>` key of the coordination store.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AbstractOwner {
+    /// The key's value: the owning node's id.
+    pub node: String,
+    /// The session lease the key is attached to (0 if none).
+    pub lease: i64,
+    /// The key's create revision: the owner's fencing token.
+    pub token: u64,
+}
+
+/// The store-level variables of `KelpieSingleActivation`
+/// (`specs/tla/KelpieSingleActivation.tla`: `owner`, `rev`, `fence`, and the
+/// token of `lastCommit`) for every actor of the ownership scenario, read
+/// from the real state by [`abstract_ownership`] (the refinement mapping).
+/// Actors are keyed by their display form (`register/r0`); an actor without
+/// an owner key, fence or commit has no entry in that map.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AbstractOwnership {
+    /// `owner`: the actor's ownership key in the coordination store.
+    pub owners: BTreeMap<String, AbstractOwner>,
+    /// `fence`: the fencing token installed in the shared store.
+    pub fences: BTreeMap<String, u64>,
+    /// The token of the last applied commit (`lastCommit`), as the commit
+    /// wrote it under the register's `last-token` key (from the commit
+    /// audit, which sees every commit the store applied).
+    pub last_write: BTreeMap<String, u64>,
+    /// How many commits were applied (so that a second commit with the
+    /// same token is a step, not a stutter).
+    pub commits: BTreeMap<String, u64>,
+    /// `rev`: the coordination store's revision (every token issued so far
+    /// is at most this).
+    pub revision: i64,
+}
+
+/// The refinement mapping: the abstract state of `actors` in the
+/// coordination state (as of the last event, leases due by then expired),
+/// the shared store (`None` before the store exists: no fences yet) and the
+/// audit of the commits it applied.
+pub fn abstract_ownership(
+    coordination: &kelpie_core::coordination::CoordinationState,
+    store: Option<&Store>,
+    audit: &FenceAudit,
+    actors: &[ActorId],
+) -> AbstractOwnership {
+    let mut state = AbstractOwnership {
+        revision: coordination.revision(),
+        ..AbstractOwnership::default()
+    };
+    for actor in actors {
+        let name = actor.to_string();
+        if let Some(kv) = coordination.peek(&kelpie_runtime::ownership::owner_key(actor)) {
+            state.owners.insert(
+                name.clone(),
+                AbstractOwner {
+                    node: String::from_utf8_lossy(&kv.value).into_owned(),
+                    lease: kv.lease.map_or(0, |lease| lease.0),
+                    token: u64::try_from(kv.create_revision).unwrap_or(0),
+                },
+            );
+        }
+        if let Some(fence) = store.and_then(|store| stored_fence(store, actor)) {
+            state.fences.insert(name.clone(), fence);
+        }
+        if let Some((token, commits)) = audit.last_commit(actor) {
+            state.last_write.insert(name.clone(), token);
+            state.commits.insert(name, commits);
+        }
+    }
+    state
 }
