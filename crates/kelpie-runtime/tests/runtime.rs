@@ -79,18 +79,29 @@ struct Node {
 }
 
 fn node(config: RuntimeConfig) -> Node {
+    let engine = Arc::new(MemoryEngine::new());
+    let (runtime, store) = runtime_on(engine, Counter::default(), config);
+    Node { runtime, store }
+}
+
+/// A single-node runtime for `actor` over `engine` (tokio, in-memory
+/// coordination, 10 s leases), with its store.
+fn runtime_on<A: Actor>(
+    engine: Arc<dyn kelpie_storage::Engine>,
+    actor: A,
+    config: RuntimeConfig,
+) -> (Runtime<A>, Store) {
     let clock = Arc::new(SystemClock::new());
-    let dir = std::env::temp_dir();
     let env = NodeEnv {
         node_id: NodeId::from_index(0),
         clock: clock.clone(),
         rng: Arc::new(SeededRng::from_seed(1)),
         spawner: Arc::new(TokioSpawner::current().expect("runtime")),
-        disk: Arc::new(OsDisk::open_dir(dir).expect("disk")),
+        disk: Arc::new(OsDisk::open_dir(std::env::temp_dir()).expect("disk")),
         transport: Arc::new(NoTransport::new(NodeId::from_index(0))),
         coordination: Arc::new(MemoryCoordinationStore::new(clock)),
     };
-    let store = Store::new(Arc::new(MemoryEngine::new()), env.spawner.clone());
+    let store = Store::new(engine, env.spawner.clone());
     let ownership_config = OwnershipConfig::new(
         Duration::from_secs(10),
         Duration::from_secs(3),
@@ -98,10 +109,7 @@ fn node(config: RuntimeConfig) -> Node {
     )
     .expect("valid");
     let ownership = OwnershipDriver::start(env.clone(), ownership_config);
-    Node {
-        runtime: Runtime::new(env, Counter::default(), store.clone(), ownership, config),
-        store,
-    }
+    (Runtime::new(env, actor, store.clone(), ownership, config), store)
 }
 
 fn counter(key: &str) -> ActorId {
@@ -386,27 +394,7 @@ impl Actor for Fragile {
 
 #[tokio::test(start_paused = true)]
 async fn a_dead_actor_task_is_restarted_and_no_acknowledged_invocation_is_lost() {
-    let clock = Arc::new(SystemClock::new());
-    let env = NodeEnv {
-        node_id: NodeId::from_index(0),
-        clock: clock.clone(),
-        rng: Arc::new(SeededRng::from_seed(1)),
-        spawner: Arc::new(TokioSpawner::current().expect("runtime")),
-        disk: Arc::new(OsDisk::open_dir(std::env::temp_dir()).expect("disk")),
-        transport: Arc::new(NoTransport::new(NodeId::from_index(0))),
-        coordination: Arc::new(MemoryCoordinationStore::new(clock)),
-    };
-    let store = Store::new(Arc::new(MemoryEngine::new()), env.spawner.clone());
-    let ownership = OwnershipDriver::start(
-        env.clone(),
-        OwnershipConfig::new(
-            Duration::from_secs(10),
-            Duration::from_secs(3),
-            Duration::from_millis(500),
-        )
-        .expect("valid"),
-    );
-    let runtime = Runtime::new(env, Fragile, store, ownership, RuntimeConfig::new("fragile"));
+    let (runtime, _store) = runtime_on(Arc::new(MemoryEngine::new()), Fragile, RuntimeConfig::new("fragile"));
     let actor = ActorId::new("fragile", "f").expect("valid");
     let keyed = |key: &str| InvokeOptions {
         idempotency_key: Some(key.to_string()),
@@ -477,28 +465,8 @@ impl kelpie_storage::Engine for LostAnswer {
 
 #[tokio::test(start_paused = true)]
 async fn a_commit_of_unknown_outcome_that_cannot_be_reloaded_deactivates_the_actor() {
-    let clock = Arc::new(SystemClock::new());
-    let env = NodeEnv {
-        node_id: NodeId::from_index(0),
-        clock: clock.clone(),
-        rng: Arc::new(SeededRng::from_seed(1)),
-        spawner: Arc::new(TokioSpawner::current().expect("runtime")),
-        disk: Arc::new(OsDisk::open_dir(std::env::temp_dir()).expect("disk")),
-        transport: Arc::new(NoTransport::new(NodeId::from_index(0))),
-        coordination: Arc::new(MemoryCoordinationStore::new(clock)),
-    };
     let engine = Arc::new(LostAnswer::default());
-    let store = Store::new(engine.clone(), env.spawner.clone());
-    let ownership = OwnershipDriver::start(
-        env.clone(),
-        OwnershipConfig::new(
-            Duration::from_secs(10),
-            Duration::from_secs(3),
-            Duration::from_millis(500),
-        )
-        .expect("valid"),
-    );
-    let runtime = Runtime::new(env, Counter::default(), store, ownership, RuntimeConfig::new("counter"));
+    let (runtime, _store) = runtime_on(engine.clone(), Counter::default(), RuntimeConfig::new("counter"));
     let a = counter("a");
     assert_eq!(runtime.invoke(&a, CounterMessage::Add(1), options()).await, Ok(1));
     engine.armed.store(true, Ordering::SeqCst);
