@@ -21,11 +21,20 @@
 //! pending one executed), `Complete` (effect + `Journal::complete` in one
 //! commit; acknowledges the client unless it is a replay), `Crash`,
 //! `Restart` (`Journal::recover` hands over the entries to replay),
-//! `Recover` (the next of them is executed).
+//! `Recover` (the next of them is executed), and `WriteFailed` (the engine
+//! write of `Append(k)`'s new entry, or of `Complete`'s commit, fails with an
+//! I/O error: the [`FaultyEngine`] under the production store fails it
+//! before applying anything or after applying all of it; the client is not
+//! acknowledged, and the node reopens the store over the same engine and
+//! runs `Journal::recover`, as after `Restart`).
 //!
 //! Properties: `always` `Durability`, `AtomicVisibility`,
 //! `ReplayIdempotent`, `EffectsInOrder`; `sometimes` `ReplayAfterCrash`,
-//! `DuplicateAnswered`.
+//! `DuplicateAnswered`, `WriteFailedThenRecovered` (after a failed write,
+//! recovery replayed an entry to completion).
+//!
+//! Bounds (`Default`): 3 invocations, each arriving at most twice, 2
+//! crashes, 1 write failure.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -36,7 +45,8 @@ use kelpie_storage::journal::{AppendOutcome, EntryStatus, Journal, JournalEntry}
 use kelpie_storage::{StorageError, Store};
 use stateright::{Model, Property};
 
-use crate::common::{actor, complete, new_store, StillClock, STATE_KEY};
+use crate::common::{actor, complete, NoSpawner, StillClock, STATE_KEY};
+use crate::faulty::{Fault, FaultyEngine};
 
 /// An action of the model.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -51,6 +61,16 @@ pub enum JAction {
     Restart,
     /// Recovery executes the next entry it was handed.
     Recover,
+    /// An engine write fails with an I/O error: `Some(k)` the write of
+    /// invocation `k`'s new journal entry (`Journal::append`), `None` the
+    /// running invocation's effect + completion; `applied`: the write
+    /// landed and only its answer was lost. Recovery follows.
+    WriteFailed {
+        /// The invocation whose append fails, or `None` for the completion.
+        key: Option<u8>,
+        /// Whether the failed write was applied.
+        applied: bool,
+    },
 }
 
 /// What the node is doing.
@@ -88,6 +108,10 @@ pub struct JView {
     pub replays: u8,
     /// Duplicates answered from their record.
     pub duplicates: u8,
+    /// Engine writes that failed.
+    pub write_failures: u8,
+    /// Entries recovery executed after a write failure.
+    pub replays_after_failure: u8,
 }
 
 /// A state: the log and the view it leads to.
@@ -108,6 +132,8 @@ pub struct KelpieJournal {
     pub max_arrivals: usize,
     /// Crash bound.
     pub max_crashes: usize,
+    /// Bound on failed engine writes.
+    pub max_write_failures: usize,
 }
 
 impl Default for KelpieJournal {
@@ -116,6 +142,7 @@ impl Default for KelpieJournal {
             invocations: 3,
             max_arrivals: 2,
             max_crashes: 2,
+            max_write_failures: 1,
         }
     }
 }
@@ -125,6 +152,7 @@ fn idempotency_key(k: u8) -> String {
 }
 
 struct World {
+    engine: Arc<FaultyEngine>,
     store: Store,
     journal: Journal,
     running: Option<(JournalEntry, bool)>,
@@ -133,13 +161,22 @@ struct World {
     acked: BTreeSet<u8>,
     replays: u8,
     duplicates: u8,
+    write_failures: u8,
+    replays_after_failure: u8,
 }
 
 impl World {
-    fn new() -> Self {
-        let store = new_store();
+    fn open(engine: &Arc<FaultyEngine>) -> (Store, Journal) {
+        let store = Store::new(engine.clone(), Arc::new(NoSpawner));
         let journal = Journal::new(store.clone(), Arc::new(StillClock), Duration::from_secs(60));
+        (store, journal)
+    }
+
+    fn new() -> Self {
+        let engine = Arc::new(FaultyEngine::new());
+        let (store, journal) = Self::open(&engine);
         Self {
+            engine,
             store,
             journal,
             running: None,
@@ -148,6 +185,52 @@ impl World {
             acked: BTreeSet::new(),
             replays: 0,
             duplicates: 0,
+            write_failures: 0,
+            replays_after_failure: 0,
+        }
+    }
+
+    fn fault(applied: bool) -> Fault {
+        if applied {
+            Fault::WriteAfterApply
+        } else {
+            Fault::WriteBeforeApply
+        }
+    }
+
+    /// `Journal::recover`: the pending entries, to be replayed in order.
+    fn recover(&mut self) {
+        self.up = true;
+        let collected = Arc::new(Mutex::new(Vec::new()));
+        let sink = collected.clone();
+        let mut replay = move |entry: JournalEntry| -> futures::future::BoxFuture<'static, Result<(), StorageError>> {
+            sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(entry);
+            Box::pin(async { Ok(()) })
+        };
+        complete(self.journal.recover::<StorageError>(&mut replay)).expect("recover");
+        let entries = std::mem::take(&mut *collected.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
+        self.queue = entries;
+    }
+
+    /// Invocation `k`'s effect and its entry's completion in one commit;
+    /// `Some` with the commit's outcome, `None` if the entry was completed
+    /// meanwhile (nothing to commit).
+    fn commit_completion(&mut self, entry: &JournalEntry) -> Option<Result<(), StorageError>> {
+        let actor = actor();
+        let k = entry.payload.first().copied().expect("payload");
+        let mut txn = self.store.begin().expect("begin");
+        let mut effects = txn
+            .get(&actor, STATE_KEY)
+            .expect("read state")
+            .map(|bytes| bytes.to_vec())
+            .unwrap_or_default();
+        effects.push(k);
+        txn.put(&actor, STATE_KEY, Bytes::from(effects)).expect("write state");
+        match self.journal.complete(&mut txn, entry, Bytes::from_static(b"ok")) {
+            Ok(()) => Some(complete(txn.commit()).map(|_| ())),
+            // Completed meanwhile: nothing is applied.
+            Err(StorageError::AlreadyCompleted { .. }) => None,
+            Err(other) => panic!("complete: {other}"),
         }
     }
 
@@ -182,26 +265,48 @@ impl World {
             JAction::Complete => {
                 let (entry, replay) = self.running.take().expect("an invocation runs");
                 let k = entry.payload.first().copied().expect("payload");
-                let mut txn = self.store.begin().expect("begin");
-                let mut effects = txn
-                    .get(&actor, STATE_KEY)
-                    .expect("read state")
-                    .map(|bytes| bytes.to_vec())
-                    .unwrap_or_default();
-                effects.push(k);
-                txn.put(&actor, STATE_KEY, Bytes::from(effects)).expect("write state");
-                match self.journal.complete(&mut txn, &entry, Bytes::from_static(b"ok")) {
-                    Ok(()) => {
-                        complete(txn.commit()).expect("commit on the memory engine");
-                        if replay {
-                            self.replays += 1;
-                        } else {
-                            self.acked.insert(k);
+                if let Some(outcome) = self.commit_completion(&entry) {
+                    outcome.expect("commit on the memory engine");
+                    if replay {
+                        self.replays += 1;
+                        if self.write_failures > 0 {
+                            self.replays_after_failure += 1;
+                        }
+                    } else {
+                        self.acked.insert(k);
+                    }
+                }
+            }
+            JAction::WriteFailed { key, applied } => {
+                self.engine.arm(Self::fault(applied));
+                let failed = match key {
+                    Some(k) => {
+                        let key = idempotency_key(k);
+                        match complete(self.journal.append(&actor, Some(&key), Bytes::from(vec![k]), None)) {
+                            Err(StorageError::Io { .. }) => true,
+                            Err(other) => panic!("append: {other}"),
+                            Ok(outcome) => panic!("append wrote nothing to fail: {outcome:?}"),
                         }
                     }
-                    // Completed meanwhile: nothing is applied.
-                    Err(StorageError::AlreadyCompleted { .. }) => {}
-                    Err(other) => panic!("complete: {other}"),
+                    None => {
+                        let (entry, _) = self.running.take().expect("an invocation runs");
+                        match self.commit_completion(&entry) {
+                            Some(Err(StorageError::Io { .. })) => true,
+                            Some(other) => panic!("failed completion: {other:?}"),
+                            None => false,
+                        }
+                    }
+                };
+                // Still armed only if nothing was written (completed meanwhile).
+                self.engine.disarm();
+                if failed {
+                    // Not acknowledged. The store refuses everything until
+                    // reopened; reopening runs recovery.
+                    self.write_failures += 1;
+                    self.running = None;
+                    self.queue.clear();
+                    (self.store, self.journal) = Self::open(&self.engine);
+                    self.recover();
                 }
             }
             JAction::Crash => {
@@ -209,19 +314,7 @@ impl World {
                 self.running = None;
                 self.queue.clear();
             }
-            JAction::Restart => {
-                self.up = true;
-                let collected = Arc::new(Mutex::new(Vec::new()));
-                let sink = collected.clone();
-                let mut replay =
-                    move |entry: JournalEntry| -> futures::future::BoxFuture<'static, Result<(), StorageError>> {
-                        sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(entry);
-                        Box::pin(async { Ok(()) })
-                    };
-                complete(self.journal.recover::<StorageError>(&mut replay)).expect("recover");
-                let entries = std::mem::take(&mut *collected.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
-                self.queue = entries;
-            }
+            JAction::Restart => self.recover(),
             JAction::Recover => {
                 let entry = self.queue.remove(0);
                 self.running = Some((entry, true));
@@ -268,6 +361,8 @@ impl World {
             entries,
             replays: self.replays,
             duplicates: self.duplicates,
+            write_failures: self.write_failures,
+            replays_after_failure: self.replays_after_failure,
         }
     }
 }
@@ -294,6 +389,12 @@ impl Model for KelpieJournal {
 
     fn actions(&self, state: &JState, actions: &mut Vec<JAction>) {
         let crashes = state.log.iter().filter(|a| **a == JAction::Crash).count();
+        let may_fail = state
+            .log
+            .iter()
+            .filter(|a| matches!(a, JAction::WriteFailed { .. }))
+            .count()
+            < self.max_write_failures;
         match &state.view.phase {
             Phase::Down => actions.push(JAction::Restart),
             Phase::Idle => {
@@ -303,8 +404,24 @@ impl Model for KelpieJournal {
                         actions.push(JAction::Append(k));
                     }
                 }
+                // A write fails only if the append writes: a new entry. The
+                // invocations never appended are interchangeable (none is in
+                // the log yet), so the lowest stands for all of them.
+                let fresh = (0..self.invocations).find(|k| !state.view.entries.values().any(|(key, _)| key == k));
+                if let Some(k) = fresh.filter(|_| may_fail) {
+                    for applied in [false, true] {
+                        actions.push(JAction::WriteFailed { key: Some(k), applied });
+                    }
+                }
             }
-            Phase::Running { .. } => actions.push(JAction::Complete),
+            Phase::Running { .. } => {
+                actions.push(JAction::Complete);
+                if may_fail {
+                    for applied in [false, true] {
+                        actions.push(JAction::WriteFailed { key: None, applied });
+                    }
+                }
+            }
             Phase::Recovering(_) => actions.push(JAction::Recover),
         }
         if state.view.phase != Phase::Down && crashes < self.max_crashes {
@@ -316,6 +433,10 @@ impl Model for KelpieJournal {
         let mut log = last.log.clone();
         log.push(action);
         let view = replay(&log);
+        if matches!(action, JAction::WriteFailed { .. }) && view.write_failures == last.view.write_failures {
+            // Nothing was written (the entry was completed meanwhile).
+            return None;
+        }
         Some(JState { log, view })
     }
 
@@ -349,6 +470,9 @@ impl Model for KelpieJournal {
             Property::sometimes("ReplayAfterCrash", |_: &Self, state: &JState| state.view.replays > 0),
             Property::sometimes("DuplicateAnswered", |_: &Self, state: &JState| {
                 state.view.duplicates > 0
+            }),
+            Property::sometimes("WriteFailedThenRecovered", |_: &Self, state: &JState| {
+                state.view.replays_after_failure > 0
             }),
         ]
     }

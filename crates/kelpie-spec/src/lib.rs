@@ -11,6 +11,7 @@
 //! violation.
 
 pub mod common;
+pub mod faulty;
 pub mod journal;
 pub mod lease;
 pub mod linearizability;

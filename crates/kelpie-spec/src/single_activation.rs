@@ -15,16 +15,33 @@
 //!
 //! Actions (the spec's names): `GrantSession`, `SessionTimeout`,
 //! `ZombieTimeout`, `Lookup` (only the lookup-then-claim bug issues one),
-//! `Claim`, `ClaimAnswered`, `ClaimTimeout`, `Release`, `InstallFence`,
-//! `FencedWrite`, `LeaseExpire`, `Crash`, `Restart`.
+//! `Claim`, `ClaimAnswered`, `ClaimTimeout`, `DuplicateClaim`, `Reorder`,
+//! `Release`, `InstallFence`, `FencedWrite`, `LeaseExpire`, `Crash`,
+//! `Restart`.
+//!
+//! `DuplicateClaim(n)` and `Reorder(n)` are the simulator's
+//! `MessageDuplicate` and `MessageReorder`: while node `n`'s claim answer is
+//! in flight, its claim request reaches the store again and the production
+//! `CoordinationState::txn` applies the same transaction a second time.
+//! Both answers carry the request's id. After `DuplicateClaim` the node
+//! acts on the original's answer (`ClaimAnswered` or `ClaimTimeout`), and
+//! the duplicate's arrives right after it; after `Reorder` the duplicate's
+//! answer is the one acted on and the original's arrives right after it.
+//! The later one is fed to the production core, which finds its request no
+//! longer pending. (A `Reorder` whose duplicate the store refuses is a lost
+//! answer followed by an ignored one: `ClaimTimeout` covers it.)
 //!
 //! Properties: `always` `SingleActivation`, `LeaseUniqueness`,
 //! `NoZombieWrite`, `FencingTokenMonotonic`; `sometimes`
 //! `TwoNodesContend`, `ClaimAnswerLost`, `ZombieAttemptsWrite`,
-//! `OwnerTakesOver`.
+//! `OwnerTakesOver`, `DuplicateClaimApplied` (a duplicate claim put the
+//! owner key the original found taken), `ReorderedAnswerActedOn` (the node
+//! acted on a duplicate's answer that overtook a different original's,
+//! which was then ignored).
 //!
 //! Bounds (`Default`): 2 nodes, 3 session grants, one runtime request for
-//! the actor per node, one crash (of node 0: the nodes are symmetric).
+//! the actor per node, one crash (of node 0: the nodes are symmetric), one
+//! duplicated claim (`DuplicateClaim` or `Reorder`).
 
 use bytes::Bytes;
 use kelpie_core::clock::MonotonicInstant;
@@ -52,6 +69,12 @@ pub struct SaNode {
     pub outbox: Vec<Command>,
     /// The answer of the claim transaction the store applied, in flight.
     pub reply: Option<(RequestId, TxnResponse)>,
+    /// The claim request whose answer is in flight (a duplicate re-runs it).
+    pub claim: Option<Command>,
+    /// The second answer to that request, arriving after `reply`.
+    pub late: Option<Input>,
+    /// `reply` is a duplicate's answer that overtook the original's.
+    pub reordered: bool,
     /// The token the runtime activated the actor with (fence installed).
     pub activation: Option<FencingToken>,
     /// The session was lost while a commit was in flight: that one commit
@@ -88,6 +111,13 @@ pub struct SaState {
     pub answer_lost: bool,
     /// Ghost: the last step was a commit attempt with a token older than the fence.
     pub zombie_write: bool,
+    /// Duplicated claims so far.
+    pub duplicates: u8,
+    /// Ghost: the last step's duplicate claim put the owner key.
+    pub duplicate_put: bool,
+    /// Ghost: the last step acted on a reordered answer differing from the
+    /// original's, and the original's was ignored.
+    pub reorder_acted: bool,
 }
 
 /// An action of the model (the spec's action names; `n` is a node).
@@ -108,6 +138,11 @@ pub enum SaAction {
     ClaimAnswered(usize),
     /// The claim's answer is lost (the transaction applied): a timeout.
     ClaimTimeout(usize),
+    /// Node `n`'s claim request is applied a second time; the original's
+    /// answer arrives first.
+    DuplicateClaim(usize),
+    /// As `DuplicateClaim`, but the duplicate's answer arrives first.
+    Reorder(usize),
     /// Node `n`'s runtime deactivates the actor: the release transaction.
     Release(usize),
     /// Node `n`'s runtime activates the actor: `driver::install_fence`.
@@ -133,6 +168,8 @@ pub struct KelpieSingleActivation {
     pub max_requests: u8,
     /// Crash bound.
     pub max_crashes: u8,
+    /// Bound on duplicated claims (`DuplicateClaim`, `Reorder`).
+    pub max_duplicates: u8,
 }
 
 impl Default for KelpieSingleActivation {
@@ -142,6 +179,7 @@ impl Default for KelpieSingleActivation {
             max_leases: 3,
             max_requests: 1,
             max_crashes: 1,
+            max_duplicates: 1,
         }
     }
 }
@@ -181,6 +219,9 @@ impl KelpieSingleActivation {
             core: Ownership::new(NodeId::from_index(u32::try_from(n).expect("few nodes")), Self::config()),
             outbox: Vec::new(),
             reply: None,
+            claim: None,
+            late: None,
+            reordered: false,
             activation: None,
             zombie: false,
             requests: 0,
@@ -277,6 +318,23 @@ impl KelpieSingleActivation {
         Some(applied)
     }
 
+    /// The second answer to node `n`'s claim arrives (if there is one):
+    /// fed to the core, whose request is no longer pending. Returns whether
+    /// the core ignored it (no command, no event).
+    fn deliver_late(&self, state: &mut SaState, n: usize) -> bool {
+        state.nodes[n].claim = None;
+        let Some(late) = state.nodes[n].late.take() else {
+            return false;
+        };
+        let before = state.nodes[n].core.clone();
+        let out = Self::feed(state, n, late);
+        let ignored = out.commands.is_empty() && out.events.is_empty() && state.nodes[n].core == before;
+        for command in out.commands {
+            state.nodes[n].outbox.push(command);
+        }
+        ignored
+    }
+
     fn ask(state: &SaState, n: usize) -> Output {
         let mut core = state.nodes[n].core.clone();
         core.step(Input::Claim { actor: actor() }, Self::now(state, n))
@@ -301,6 +359,9 @@ impl Model for KelpieSingleActivation {
             contended: false,
             answer_lost: false,
             zombie_write: false,
+            duplicates: 0,
+            duplicate_put: false,
+            reorder_acted: false,
         }]
     }
 
@@ -341,6 +402,10 @@ impl Model for KelpieSingleActivation {
             if node.reply.is_some() {
                 actions.push(SaAction::ClaimAnswered(n));
                 actions.push(SaAction::ClaimTimeout(n));
+                if node.claim.is_some() && node.late.is_none() && state.duplicates < self.max_duplicates {
+                    actions.push(SaAction::DuplicateClaim(n));
+                    actions.push(SaAction::Reorder(n));
+                }
             }
             if node.core.session().is_some() {
                 actions.push(SaAction::SessionTimeout(n));
@@ -374,6 +439,8 @@ impl Model for KelpieSingleActivation {
         state.contended = false;
         state.answer_lost = false;
         state.zombie_write = false;
+        state.duplicate_put = false;
+        state.reorder_acted = false;
         let actor = actor();
         match action {
             SaAction::GrantSession(n) => {
@@ -416,18 +483,27 @@ impl Model for KelpieSingleActivation {
                 if is_lookup(&command) {
                     self.run_atomic(&mut state, n, command);
                 } else {
-                    match common::run_command(&mut state.coord, command, Self::store_now()) {
-                        Input::TxnAnswered { request, response } => state.nodes[n].reply = Some((request, response)),
+                    match common::run_command(&mut state.coord, command.clone(), Self::store_now()) {
+                        Input::TxnAnswered { request, response } => {
+                            state.nodes[n].reply = Some((request, response));
+                            state.nodes[n].claim = Some(command);
+                        }
                         other => self.step(&mut state, n, other),
                     }
                 }
             }
             SaAction::ClaimAnswered(n) => {
                 let (request, response) = state.nodes[n].reply.take()?;
-                self.step(&mut state, n, Input::TxnAnswered { request, response });
+                let acted = Input::TxnAnswered { request, response };
+                let reordered = std::mem::take(&mut state.nodes[n].reordered);
+                let differ = state.nodes[n].late.as_ref().is_some_and(|late| *late != acted);
+                self.step(&mut state, n, acted);
+                let ignored = self.deliver_late(&mut state, n);
+                state.reorder_acted = reordered && differ && ignored;
             }
             SaAction::ClaimTimeout(n) => {
                 let (request, _) = state.nodes[n].reply.take()?;
+                state.nodes[n].reordered = false;
                 state.answer_lost = true;
                 self.step(
                     &mut state,
@@ -437,6 +513,27 @@ impl Model for KelpieSingleActivation {
                         failure: Failure::Timeout,
                     },
                 );
+                self.deliver_late(&mut state, n);
+            }
+            SaAction::DuplicateClaim(n) | SaAction::Reorder(n) => {
+                let command = state.nodes[n].claim.clone()?;
+                state.duplicates += 1;
+                let owner_before = Self::owner_token(&state);
+                let answer = common::run_command(&mut state.coord, command, Self::store_now());
+                state.duplicate_put = owner_before != Self::owner_token(&state);
+                if matches!(action, SaAction::Reorder(_)) {
+                    let Input::TxnAnswered { request, response } = answer else {
+                        return None;
+                    };
+                    let (original, first) = state.nodes[n].reply.replace((request, response))?;
+                    state.nodes[n].late = Some(Input::TxnAnswered {
+                        request: original,
+                        response: first,
+                    });
+                    state.nodes[n].reordered = true;
+                } else {
+                    state.nodes[n].late = Some(answer);
+                }
             }
             SaAction::Release(n) => {
                 state.nodes[n].activation = None;
@@ -510,6 +607,10 @@ impl Model for KelpieSingleActivation {
             Property::sometimes("ZombieAttemptsWrite", |_: &Self, state: &SaState| state.zombie_write),
             Property::sometimes("OwnerTakesOver", |_: &Self, state: &SaState| {
                 state.prev_fence > 0 && state.storage.fence_or_zero() > state.prev_fence
+            }),
+            Property::sometimes("DuplicateClaimApplied", |_: &Self, state: &SaState| state.duplicate_put),
+            Property::sometimes("ReorderedAnswerActedOn", |_: &Self, state: &SaState| {
+                state.reorder_acted
             }),
         ]
     }

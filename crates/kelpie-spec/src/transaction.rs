@@ -11,7 +11,10 @@
 //! committed value names its writer.
 //!
 //! Actions (the spec's names): `Begin(t)`, `Read(t, k)`, `Write(t, k)`,
-//! `Commit(t)`. (`ApplyWrite`, the non-atomic-apply bug's step, is not
+//! `Commit(t)`, `ReadFailed(t)` (a snapshot read of a key `t` has neither
+//! read nor written fails with an I/O error — the [`FaultyEngine`] under the
+//! production store fails it — and the caller drops the transaction: it
+//! aborts with no effect). (`ApplyWrite`, the non-atomic-apply bug's step, is not
 //! modelled: that bug routes commits through the committer task, which the
 //! inline memory engine does not use.)
 //!
@@ -19,15 +22,21 @@
 //! transaction read exactly what the serial execution of the committed
 //! read-write transactions in commit order gives at its position; a
 //! read-only one at its snapshot); `sometimes` `ConflictAborts`,
-//! `ConcurrentCommits`.
+//! `ConcurrentCommits`, `ReadFailedAborts` (a transaction with a buffered
+//! write failed a read and was dropped, and the other committed).
+//!
+//! Bounds (`Default`): 2 transactions, 2 keys, 1 read failure.
 
 use std::collections::BTreeMap;
 
 use bytes::Bytes;
-use kelpie_storage::{StorageError, Transaction};
+use std::sync::Arc;
+
+use kelpie_storage::{StorageError, Store, Transaction};
 use stateright::{Model, Property};
 
-use crate::common::{actor, complete, new_store};
+use crate::common::{actor, complete, NoSpawner};
+use crate::faulty::{Fault, FaultyEngine};
 
 /// An action (transaction `t`, key `k`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -40,6 +49,8 @@ pub enum TxAction {
     Write(u8, u8),
     /// `Transaction::commit`.
     Commit(u8),
+    /// `Transaction::get` fails with an I/O error; the transaction is dropped.
+    ReadFailed(u8),
 }
 
 /// Where a transaction is.
@@ -53,6 +64,8 @@ pub enum TxStatus {
     Committed(u64),
     /// Refused with `Conflict`; nothing applied.
     Aborted,
+    /// A read failed; dropped, nothing applied.
+    ReadFailed,
 }
 
 /// What the store answered one transaction.
@@ -86,11 +99,17 @@ pub struct KelpieTransaction {
     pub txns: u8,
     /// Number of keys.
     pub keys: u8,
+    /// Bound on failed reads.
+    pub max_read_failures: usize,
 }
 
 impl Default for KelpieTransaction {
     fn default() -> Self {
-        Self { txns: 2, keys: 2 }
+        Self {
+            txns: 2,
+            keys: 2,
+            max_read_failures: 1,
+        }
     }
 }
 
@@ -100,7 +119,8 @@ fn key(k: u8) -> Vec<u8> {
 
 /// Replays `log` on a fresh production store; returns each transaction's view.
 pub fn replay(log: &[TxAction], txns: u8) -> Vec<TxView> {
-    let store = new_store();
+    let engine = Arc::new(FaultyEngine::new());
+    let store = Store::new(engine.clone(), Arc::new(NoSpawner));
     let actor = actor();
     let mut views = vec![
         TxView {
@@ -138,6 +158,21 @@ pub fn replay(log: &[TxAction], txns: u8) -> Vec<TxView> {
                     Err(StorageError::Conflict { .. }) => TxStatus::Aborted,
                     Err(other) => panic!("commit on the memory engine: {other}"),
                 };
+            }
+            TxAction::ReadFailed(t) => {
+                let view = &mut views[usize::from(t)];
+                let k = (0..)
+                    .find(|k| !view.reads.contains_key(k) && !view.writes.contains_key(k))
+                    .expect("a key not read or written");
+                let mut txn = live[usize::from(t)].take().expect("active");
+                engine.arm(Fault::Read);
+                match txn.get(&actor, &key(k)) {
+                    Err(StorageError::Io { .. }) => {}
+                    other => panic!("the failing read answered {other:?}"),
+                }
+                // The caller gives up: the transaction is dropped.
+                drop(txn);
+                view.status = TxStatus::ReadFailed;
             }
         }
     }
@@ -211,8 +246,17 @@ impl Model for KelpieTransaction {
                         }
                     }
                     actions.push(TxAction::Commit(t));
+                    let failures = state
+                        .log
+                        .iter()
+                        .filter(|a| matches!(a, TxAction::ReadFailed(_)))
+                        .count();
+                    let unread = (0..self.keys).any(|k| !view.reads.contains_key(&k) && !view.writes.contains_key(&k));
+                    if failures < self.max_read_failures && unread {
+                        actions.push(TxAction::ReadFailed(t));
+                    }
                 }
-                TxStatus::Committed(_) | TxStatus::Aborted => {}
+                TxStatus::Committed(_) | TxStatus::Aborted | TxStatus::ReadFailed => {}
             }
         }
     }
@@ -241,6 +285,16 @@ impl Model for KelpieTransaction {
                 state.txns.iter().any(|txn| txn.status == TxStatus::Aborted)
             }),
             Property::sometimes("ConcurrentCommits", |_: &Self, state: &TxState| state.overlapped),
+            Property::sometimes("ReadFailedAborts", |_: &Self, state: &TxState| {
+                state
+                    .txns
+                    .iter()
+                    .any(|txn| txn.status == TxStatus::ReadFailed && !txn.writes.is_empty())
+                    && state
+                        .txns
+                        .iter()
+                        .any(|txn| matches!(txn.status, TxStatus::Committed(_)))
+            }),
         ]
     }
 }
