@@ -607,6 +607,12 @@ mod tests {
         full.is_ok()
     }
 
+    /// `(operations, completed, deepest, stuck_at)` of a rejection.
+    fn rejection<S: SequentialSpec>(result: Result<Linearization<S>, NotLinearizable>) -> (usize, usize, usize, usize) {
+        let failure = result.err().expect("the history is rejected");
+        (failure.operations, failure.completed, failure.deepest, failure.stuck_at)
+    }
+
     fn counter_history(events: &[(ThreadId, Option<u64>)]) -> History<Counter> {
         // `(thread, None)` invokes an increment, `(thread, Some(v))` returns v.
         let mut history = History::new();
@@ -643,7 +649,7 @@ mod tests {
         // Thread 0's increment returned 2 before thread 1's, which returned
         // 1, was invoked: 1 must come first.
         let history = counter_history(&[(0, None), (0, Some(2)), (1, None), (1, Some(1))]);
-        assert!(history.check(&Counter(0)).is_err());
+        assert_eq!(rejection(history.check(&Counter(0))), (2, 2, 0, 0));
         assert_eq!(history.tester(Counter(0)).serialized_history(), None);
         // Overlapping, the same values are fine.
         let history = counter_history(&[(0, None), (1, None), (0, Some(2)), (1, Some(1))]);
@@ -658,10 +664,10 @@ mod tests {
         // One increment, retried and applied twice, returns 2: no order of
         // the single operation gives 2.
         let history = counter_history(&[(0, None), (0, Some(2))]);
-        assert!(history.check(&Counter(0)).is_err());
+        assert_eq!(rejection(history.check(&Counter(0))), (1, 1, 0, 0));
         // Two increments returning the same value: one of them is lost.
         let history = counter_history(&[(0, None), (1, None), (0, Some(1)), (1, Some(1))]);
-        assert!(history.check(&Counter(0)).is_err());
+        assert_eq!(rejection(history.check(&Counter(0))), (2, 2, 1, 1));
         assert_eq!(history.tester(Counter(0)).serialized_history(), None);
     }
 
@@ -691,7 +697,7 @@ mod tests {
         let mut history = History::<Reg>::new();
         history.on_invoke(0, RegisterOp::Get).unwrap();
         history.on_return(0, Some("z")).unwrap();
-        assert!(history.check(&Register(None)).is_err());
+        assert_eq!(rejection(history.check(&Register(None))), (1, 1, 0, 0));
     }
 
     #[test]
@@ -722,7 +728,7 @@ mod tests {
         assert!(history.tester(Register(None)).serialized_history().is_some());
         history.on_invoke(0, RegisterOp::Get).unwrap();
         history.on_return(0, Some("a")).unwrap();
-        assert!(history.check(&Register(None)).is_err());
+        assert_eq!(rejection(history.check(&Register(None))), (6, 5, 5, 5));
         assert_eq!(history.tester(Register(None)).serialized_history(), None);
     }
 
@@ -748,14 +754,14 @@ mod tests {
         );
         // It took effect late: between thread 1's and thread 2's.
         let history = counter_history(&[(0, None), (1, None), (1, Some(1)), (2, None), (2, Some(3))]);
-        assert!(history.check(&Counter(0)).is_ok());
+        let _linearization = history.check(&Counter(0)).expect("linearizable");
         // But one abandoned increment cannot account for two skipped values.
         let history = counter_history(&[(0, None), (1, None), (1, Some(1)), (2, None), (2, Some(4))]);
-        assert!(history.check(&Counter(0)).is_err());
+        assert_eq!(rejection(history.check(&Counter(0))), (3, 2, 2, 2));
         assert_eq!(history.tester(Counter(0)).serialized_history(), None);
         // Nor can it take effect before it was invoked.
         let history = counter_history(&[(1, None), (1, Some(2)), (0, None)]);
-        assert!(history.check(&Counter(0)).is_err());
+        assert_eq!(rejection(history.check(&Counter(0))), (2, 1, 0, 0));
         assert_eq!(history.tester(Counter(0)).serialized_history(), None);
     }
 
@@ -763,9 +769,15 @@ mod tests {
     fn malformed_histories_are_refused() {
         let mut history = History::<Counter>::new();
         history.on_invoke(0, CounterOp::Increment).unwrap();
-        assert!(history.on_invoke(0, CounterOp::Increment).is_err());
-        assert!(history.on_return(1, 1).is_err());
-        assert!(history.check(&Counter(0)).is_ok());
+        assert_eq!(
+            history.on_invoke(0, CounterOp::Increment),
+            Err("thread 0 invoked an operation with operation #0 still in flight".to_string())
+        );
+        assert_eq!(
+            history.on_return(1, 1),
+            Err("thread 1 returned with no operation in flight".to_string())
+        );
+        let _linearization = history.check(&Counter(0)).expect("linearizable");
     }
 
     #[test]
@@ -782,7 +794,10 @@ mod tests {
         assert_eq!(history.check(&Counter(0)).map(|found| found.order.len()), Ok(220));
         events.push((5_000, None));
         events.push((5_000, Some(500)));
-        assert!(counter_history(&events).check(&Counter(0)).is_err());
+        assert_eq!(
+            rejection(counter_history(&events).check(&Counter(0))),
+            (241, 201, 240, 240)
+        );
     }
 
     /// A small deterministic generator (tests only).
