@@ -10,6 +10,7 @@
 //! the same name; under it, a test asserts the model finds the named
 //! violation.
 
+pub mod check;
 pub mod common;
 pub mod faulty;
 pub mod journal;

@@ -1,24 +1,13 @@
 //! `KelpieLease` checked exhaustively within its bounds, and each ownership
 //! bug switch caught by name.
 
+#[allow(unused_imports)] // Some bug switches compile every test here out.
+use kelpie_spec::check;
 use kelpie_spec::lease::KelpieLease;
-use stateright::{Checker, HasDiscoveries, Model};
 
 #[allow(dead_code)]
 fn find(model: KelpieLease, property: &'static str) {
-    let checker = model
-        .checker()
-        .threads(2)
-        .finish_when(HasDiscoveries::AnyOf([property].into()))
-        .spawn_bfs()
-        .join();
-    let path = checker.discovery(property);
-    assert!(
-        path.is_some(),
-        "{property} violation not found in {} states",
-        checker.unique_state_count()
-    );
-    println!("{property}: {:?}", path.map(|p| p.into_actions()));
+    check::discovers(model, property);
 }
 
 #[cfg(not(any(
@@ -30,18 +19,7 @@ fn find(model: KelpieLease, property: &'static str) {
 )))]
 #[test]
 fn kelpie_lease_holds_within_bounds() {
-    #[allow(clippy::disallowed_methods)] // Measuring the check itself, outside any model.
-    let started = std::time::Instant::now();
-    let checker = KelpieLease::default().checker().threads(2).spawn_bfs().join();
-    println!(
-        "KelpieLease: {} states ({} generated), depth {}, {:?}",
-        checker.unique_state_count(),
-        checker.state_count(),
-        checker.max_depth(),
-        started.elapsed()
-    );
-    assert!(checker.is_done());
-    checker.assert_properties();
+    check::holds_within_bounds("KelpieLease", KelpieLease::default());
 }
 
 #[cfg(feature = "bug-ownership-no-self-fencing-margin")]

@@ -3,9 +3,8 @@
 //! is linearizable; with a claim bug (two owners), some history is not.
 
 #[allow(unused_imports)] // Some bug switches compile every test here out.
+use kelpie_spec::check;
 use kelpie_spec::linearizability::KelpieLinearizability;
-#[allow(unused_imports)]
-use stateright::{Checker, Model};
 
 #[cfg(not(any(
     feature = "bug-ownership-acquire-without-compare",
@@ -15,18 +14,7 @@ use stateright::{Checker, Model};
 )))]
 #[test]
 fn kelpie_register_is_linearizable_within_bounds() {
-    #[allow(clippy::disallowed_methods)] // Measuring the check itself, outside any model.
-    let started = std::time::Instant::now();
-    let checker = KelpieLinearizability::default().checker().threads(2).spawn_bfs().join();
-    println!(
-        "KelpieLinearizability: {} states ({} generated), depth {}, {:?}",
-        checker.unique_state_count(),
-        checker.state_count(),
-        checker.max_depth(),
-        started.elapsed()
-    );
-    assert!(checker.is_done());
-    checker.assert_properties();
+    check::holds_within_bounds("KelpieLinearizability", KelpieLinearizability::default());
 }
 
 #[cfg(any(
@@ -35,13 +23,5 @@ fn kelpie_register_is_linearizable_within_bounds() {
 ))]
 #[test]
 fn two_owners_break_linearizability() {
-    let checker = KelpieLinearizability::default()
-        .checker()
-        .threads(2)
-        .finish_when(stateright::HasDiscoveries::AnyOf(["Linearizable"].into()))
-        .spawn_bfs()
-        .join();
-    let path = checker.discovery("Linearizable");
-    assert!(path.is_some(), "not found in {} states", checker.unique_state_count());
-    println!("Linearizable: {:?}", path.map(|p| p.into_actions()));
+    check::discovers(KelpieLinearizability::default(), "Linearizable");
 }

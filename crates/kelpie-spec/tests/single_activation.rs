@@ -1,24 +1,13 @@
 //! `KelpieSingleActivation` checked exhaustively within its bounds, and the
 //! claim and commit bug switches caught by name.
 
+#[allow(unused_imports)] // Some bug switches compile every test here out.
+use kelpie_spec::check;
 use kelpie_spec::single_activation::KelpieSingleActivation;
-use stateright::{Checker, HasDiscoveries, Model};
 
 #[allow(dead_code)]
 fn find(property: &'static str) {
-    let checker = KelpieSingleActivation::default()
-        .checker()
-        .threads(2)
-        .finish_when(HasDiscoveries::AnyOf([property].into()))
-        .spawn_bfs()
-        .join();
-    let path = checker.discovery(property);
-    assert!(
-        path.is_some(),
-        "{property} violation not found in {} states",
-        checker.unique_state_count()
-    );
-    println!("{property}: {:?}", path.map(|p| p.into_actions()));
+    check::discovers(KelpieSingleActivation::default(), property);
 }
 
 #[cfg(not(any(
@@ -29,22 +18,7 @@ fn find(property: &'static str) {
 )))]
 #[test]
 fn kelpie_single_activation_holds_within_bounds() {
-    #[allow(clippy::disallowed_methods)] // Measuring the check itself, outside any model.
-    let started = std::time::Instant::now();
-    let checker = KelpieSingleActivation::default()
-        .checker()
-        .threads(2)
-        .spawn_bfs()
-        .join();
-    println!(
-        "KelpieSingleActivation: {} states ({} generated), depth {}, {:?}",
-        checker.unique_state_count(),
-        checker.state_count(),
-        checker.max_depth(),
-        started.elapsed()
-    );
-    assert!(checker.is_done());
-    checker.assert_properties();
+    check::holds_within_bounds("KelpieSingleActivation", KelpieSingleActivation::default());
 }
 
 #[cfg(feature = "bug-ownership-acquire-without-compare")]
