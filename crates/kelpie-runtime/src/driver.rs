@@ -14,11 +14,10 @@ use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
 use kelpie_core::clock::MonotonicInstant;
-use kelpie_core::coordination::CoordinationError;
 use kelpie_core::{ActorId, NodeEnv, NodeId};
 use kelpie_storage::{StorageError, Store};
 
-use crate::ownership::{Command, Event, Failure, FencingToken, Input, Ownership, OwnershipConfig};
+use crate::ownership::{Answer, Command, Event, FencingToken, Input, Ownership, OwnershipConfig};
 
 /// Why a claim did not make this node the owner.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -77,14 +76,6 @@ impl std::fmt::Debug for OwnershipDriver {
         f.debug_struct("OwnershipDriver")
             .field("node", &self.env.node_id)
             .finish_non_exhaustive()
-    }
-}
-
-fn failure_of(error: &CoordinationError) -> Failure {
-    match error {
-        CoordinationError::Timeout { .. } => Failure::Timeout,
-        CoordinationError::LeaseNotFound { .. } => Failure::LeaseNotFound,
-        CoordinationError::Unavailable { .. } | CoordinationError::InvalidRequest { .. } => Failure::Refused,
     }
 }
 
@@ -198,32 +189,14 @@ impl OwnershipDriver {
             "ownership-command",
             Box::pin(async move {
                 let coordination = driver.env.coordination.clone();
-                let input = match command {
-                    Command::GrantSession { request, ttl } => match coordination.lease_grant(ttl).await {
-                        Ok(grant) => Input::SessionGranted {
-                            request,
-                            lease: grant.id,
-                        },
-                        Err(error) => Input::Failed {
-                            request,
-                            failure: failure_of(&error),
-                        },
-                    },
-                    Command::KeepAlive { request, lease } => match coordination.lease_keep_alive(lease).await {
-                        Ok(_) => Input::KeptAlive { request },
-                        Err(error) => Input::Failed {
-                            request,
-                            failure: failure_of(&error),
-                        },
-                    },
-                    Command::Txn { request, txn, .. } => match coordination.txn(txn).await {
-                        Ok(response) => Input::TxnAnswered { request, response },
-                        Err(error) => Input::Failed {
-                            request,
-                            failure: failure_of(&error),
-                        },
-                    },
+                let answer = match &command {
+                    Command::GrantSession { ttl, .. } => coordination.lease_grant(*ttl).await.map(Answer::Granted),
+                    Command::KeepAlive { lease, .. } => {
+                        coordination.lease_keep_alive(*lease).await.map(|_| Answer::KeptAlive)
+                    }
+                    Command::Txn { txn, .. } => coordination.txn(txn.clone()).await.map(Answer::Txn),
                 };
+                let input = command.answered(answer);
                 driver.step(input);
             }),
         );

@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kelpie_core::clock::MonotonicInstant;
-use kelpie_core::coordination::{Compare, LeaseId, Txn, TxnOp, TxnOpResult, TxnResponse};
+use kelpie_core::coordination::{
+    Compare, CoordinationError, LeaseGrant, LeaseId, Txn, TxnOp, TxnOpResult, TxnResponse,
+};
 use kelpie_core::{ActorId, NodeId};
 
 /// The coordination-store prefix of ownership keys.
@@ -138,6 +140,50 @@ pub enum Command {
         /// The transaction to run.
         txn: Txn,
     },
+}
+
+/// What the coordination store answered to a [`Command`] (the driver's and
+/// the models' one way to turn it into the core's next [`Input`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    /// `GrantSession` succeeded.
+    Granted(LeaseGrant),
+    /// `KeepAlive` succeeded.
+    KeptAlive,
+    /// `Txn` ran (its compares may have failed: see the response).
+    Txn(TxnResponse),
+}
+
+impl Command {
+    /// The input that reports `answer` to this command to the core.
+    pub fn answered(&self, answer: Result<Answer, CoordinationError>) -> Input {
+        let request = match self {
+            Command::GrantSession { request, .. }
+            | Command::KeepAlive { request, .. }
+            | Command::Txn { request, .. } => *request,
+        };
+        match answer {
+            Ok(Answer::Granted(grant)) => Input::SessionGranted {
+                request,
+                lease: grant.id,
+            },
+            Ok(Answer::KeptAlive) => Input::KeptAlive { request },
+            Ok(Answer::Txn(response)) => Input::TxnAnswered { request, response },
+            Err(error) => Input::Failed {
+                request,
+                failure: failure_of(&error),
+            },
+        }
+    }
+}
+
+/// How a failed coordination request is reported to the core.
+pub fn failure_of(error: &CoordinationError) -> Failure {
+    match error {
+        CoordinationError::Timeout { .. } => Failure::Timeout,
+        CoordinationError::LeaseNotFound { .. } => Failure::LeaseNotFound,
+        CoordinationError::Unavailable { .. } | CoordinationError::InvalidRequest { .. } => Failure::Refused,
+    }
 }
 
 /// Something the runtime must know.

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::FutureExt;
 use kelpie_core::clock::{Clock, MonotonicInstant, WallTime};
-use kelpie_core::coordination::{CoordinationError, CoordinationState};
+use kelpie_core::coordination::CoordinationState;
 use kelpie_core::spawn::{Spawner, TaskControl, TaskExit, TaskHandle};
 use kelpie_core::ActorId;
-use kelpie_runtime::ownership::{Command, Failure, FencingToken, Input};
+use kelpie_runtime::ownership::{Answer, Command, FencingToken, Input};
 use kelpie_storage::{CommitInfo, MemoryEngine, StorageError, Store};
 
 /// The key under which the models' actor keeps its state.
@@ -168,46 +168,16 @@ pub fn fenced_write(store: &Store, token: FencingToken, value: Bytes) -> Result<
     complete(txn.commit())
 }
 
-/// How the ownership driver reports a failed coordination request to the
-/// core (`driver.rs` `failure_of`).
-pub fn failure_of(error: &CoordinationError) -> Failure {
-    match error {
-        CoordinationError::Timeout { .. } => Failure::Timeout,
-        CoordinationError::LeaseNotFound { .. } => Failure::LeaseNotFound,
-        CoordinationError::Unavailable { .. } | CoordinationError::InvalidRequest { .. } => Failure::Refused,
-    }
-}
-
 /// Runs `command` against the coordination state machine at the store's
-/// time `now`, as the ownership driver does, and returns the core's input
-/// that answers it.
+/// time `now` and returns the core's input that answers it, through the
+/// same [`Command::answered`] the ownership driver uses.
 pub fn run_command(coord: &mut CoordinationState, command: Command, now: MonotonicInstant) -> Input {
-    match command {
-        Command::GrantSession { request, ttl } => match coord.lease_grant(ttl, now) {
-            Ok(grant) => Input::SessionGranted {
-                request,
-                lease: grant.id,
-            },
-            Err(error) => Input::Failed {
-                request,
-                failure: failure_of(&error),
-            },
-        },
-        Command::KeepAlive { request, lease } => match coord.lease_keep_alive(lease, now) {
-            Ok(_) => Input::KeptAlive { request },
-            Err(error) => Input::Failed {
-                request,
-                failure: failure_of(&error),
-            },
-        },
-        Command::Txn { request, txn, .. } => match coord.txn(&txn, now) {
-            Ok(response) => Input::TxnAnswered { request, response },
-            Err(error) => Input::Failed {
-                request,
-                failure: failure_of(&error),
-            },
-        },
-    }
+    let answer = match &command {
+        Command::GrantSession { ttl, .. } => coord.lease_grant(*ttl, now).map(Answer::Granted),
+        Command::KeepAlive { lease, .. } => coord.lease_keep_alive(*lease, now).map(|_| Answer::KeptAlive),
+        Command::Txn { txn, .. } => coord.txn(txn, now).map(Answer::Txn),
+    };
+    command.answered(answer)
 }
 
 #[cfg(test)]
