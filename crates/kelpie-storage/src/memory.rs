@@ -7,7 +7,7 @@
 //! write of a commit or none. Versions no live snapshot can read are pruned
 //! as keys are written again.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -41,19 +41,34 @@ impl Versions {
     /// reader at or after `oldest_reader` can still see.
     fn push(&mut self, sequence: u64, value: Option<Bytes>, oldest_reader: u64) {
         let previous = std::mem::replace(&mut self.latest, (sequence, value));
-        if oldest_reader >= sequence {
-            // Every reader sees the new version.
+        if oldest_reader < sequence {
+            self.older.push(previous);
+        }
+        self.prune(oldest_reader);
+    }
+
+    /// Drops the older versions no reader at or after `oldest_reader` can
+    /// see: the oldest reader sees the newest version at or before it.
+    fn prune(&mut self, oldest_reader: u64) {
+        if oldest_reader >= self.latest.0 {
+            // Every reader sees the latest version.
             self.older = Vec::new();
             return;
         }
-        self.older.push(previous);
-        // The oldest reader sees the newest version at or before it; older
-        // ones are invisible to everyone.
         if let Some(visible) = self.older.iter().rposition(|(version, _)| *version <= oldest_reader) {
             self.older.drain(..visible);
         }
     }
+
+    /// Whether nothing is left to keep: deleted, and no reader can see an
+    /// older value.
+    fn is_gone(&self) -> bool {
+        self.latest.1.is_none() && self.older.is_empty()
+    }
 }
+
+/// How many retained keys each write transaction re-prunes.
+const RECLAIM_PER_WRITE: usize = 8;
 
 #[derive(Debug, Default)]
 struct Shared {
@@ -64,6 +79,10 @@ struct Shared {
     readers: Mutex<BTreeMap<u64, usize>>,
     /// Serialises write transactions.
     writer: Mutex<()>,
+    /// Keys holding older versions (or a deleted key's tombstone) for some
+    /// reader: each write transaction re-prunes a few of them, so versions
+    /// of keys never written again are freed once their readers are gone.
+    retained: Mutex<BTreeSet<Vec<u8>>>,
 }
 
 impl Shared {
@@ -97,7 +116,11 @@ impl MemoryEngine {
 
     /// How many old versions are kept for live snapshots (for tests).
     pub fn retained_versions(&self) -> usize {
-        self.shared.read().values().map(|versions| versions.older.len()).sum()
+        self.shared
+            .read()
+            .values()
+            .map(|versions| versions.older.len() + usize::from(versions.latest.1.is_none()))
+            .sum()
     }
 }
 
@@ -210,13 +233,41 @@ impl Engine for MemoryEngine {
         let oldest_reader = readers.keys().next().copied().unwrap_or(u64::MAX);
         let sequence = self.shared.sequence.load(Ordering::Acquire) + 1;
         let mut map = self.shared.write();
+        let mut retained = self
+            .shared
+            .retained
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Reclaim versions of earlier writes that no reader needs any more.
+        let due: Vec<Vec<u8>> = retained.iter().take(RECLAIM_PER_WRITE).cloned().collect();
+        for key in due {
+            let keep = match map.get_mut(&key) {
+                Some(versions) => {
+                    versions.prune(oldest_reader);
+                    if versions.is_gone() {
+                        map.remove(&key);
+                        false
+                    } else {
+                        !versions.older.is_empty() || versions.latest.1.is_none()
+                    }
+                }
+                None => false,
+            };
+            if !keep {
+                retained.remove(&key);
+            }
+        }
         for (key, value) in writes {
             match map.get_mut(&key) {
                 Some(versions) => {
                     versions.push(sequence, value, oldest_reader);
-                    if versions.latest.1.is_none() && versions.older.is_empty() {
-                        // Deleted and no reader can see an older value.
+                    if versions.is_gone() {
                         map.remove(&key);
+                        retained.remove(&key);
+                    } else if !versions.older.is_empty() || versions.latest.1.is_none() {
+                        retained.insert(key);
+                    } else {
+                        retained.remove(&key);
                     }
                 }
                 None => {
@@ -236,6 +287,7 @@ impl Engine for MemoryEngine {
         // Published while the map is still locked: a snapshot taken from
         // now on sees the whole transaction.
         self.shared.sequence.store(sequence, Ordering::Release);
+        drop(retained);
         drop(map);
         drop(readers);
         Ok(())
@@ -281,8 +333,9 @@ mod tests {
             third.scan(b"a", b"z", 10).expect("scan"),
             vec![(b"n".to_vec(), Bytes::from_static(b"new"))]
         );
-        // Both old versions of `k` are kept for the first two snapshots.
-        assert_eq!(engine.retained_versions(), 2);
+        // Both old versions of `k` and its tombstone are kept for the
+        // first two snapshots.
+        assert_eq!(engine.retained_versions(), 3);
         drop(first);
         drop(second);
         drop(third);
@@ -383,13 +436,12 @@ mod tests {
                 }
             }
             drop(live);
-            engine.write(&mut |view| {
-                for key in 0u8..6 {
-                    view.put(&[key], b"x")?;
-                }
-                Ok(())
-            }).expect("write");
+            // One write of another key reclaims every version kept for the
+            // readers now gone, also of keys never written again.
+            engine.write(&mut |view| view.put(&[200], b"x")).expect("write");
             proptest::prop_assert_eq!(engine.retained_versions(), 0);
+            let scanned: Model = engine.snapshot().expect("snapshot").scan(&[0], &[100], 100).expect("scan").into_iter().collect();
+            proptest::prop_assert_eq!(scanned, model);
         }
     }
 }
