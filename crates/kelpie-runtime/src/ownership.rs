@@ -452,6 +452,19 @@ impl Ownership {
         id
     }
 
+    /// Issues the claims of every actor waiting for a live session.
+    fn issue_waiting_claims(&mut self, lease: LeaseId, out: &mut Output) {
+        let waiting: Vec<ActorId> = self
+            .actors
+            .iter()
+            .filter(|(_, claim)| **claim == ActorClaim::Waiting)
+            .map(|(actor, _)| actor.clone())
+            .collect();
+        for actor in waiting {
+            self.issue_claim(actor, lease, out);
+        }
+    }
+
     fn issue_claim(&mut self, actor: ActorId, lease: LeaseId, out: &mut Output) {
         if cfg!(feature = "bug-ownership-lookup-then-claim") {
             self.actors.insert(actor.clone(), ActorClaim::LookingUp);
@@ -565,15 +578,7 @@ impl Ownership {
                             }
                         }
                     }
-                    let waiting: Vec<ActorId> = self
-                        .actors
-                        .iter()
-                        .filter(|(_, claim)| **claim == ActorClaim::Waiting)
-                        .map(|(actor, _)| actor.clone())
-                        .collect();
-                    for actor in waiting {
-                        self.issue_claim(actor, lease, &mut out);
-                    }
+                    self.issue_waiting_claims(lease, &mut out);
                 }
             }
             Input::KeptAlive { request } => {
@@ -618,15 +623,7 @@ impl Ownership {
                 return;
             }
             // Claims that arrived while the session was being renewed.
-            let waiting: Vec<ActorId> = self
-                .actors
-                .iter()
-                .filter(|(_, claim)| **claim == ActorClaim::Waiting)
-                .map(|(actor, _)| actor.clone())
-                .collect();
-            for actor in waiting {
-                self.issue_claim(actor, lease, out);
-            }
+            self.issue_waiting_claims(lease, out);
             let unknown: Vec<(ActorId, FencingToken)> = self
                 .actors
                 .iter()
