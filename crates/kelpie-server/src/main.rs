@@ -1,0 +1,2 @@
+//! `kelpie-server` (being built).
+fn main() {}
