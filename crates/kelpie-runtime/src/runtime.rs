@@ -32,6 +32,7 @@
 use std::hash::{BuildHasherDefault, DefaultHasher};
 
 use indexmap::IndexMap;
+use std::ops::Bound;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -127,6 +128,69 @@ impl ActorContext<'_> {
     /// Deletes `key`.
     pub fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
         self.txn.delete(self.actor, key)
+    }
+
+    /// Up to `limit` of the actor's own entries with keys in `(start, end)`,
+    /// in key order (snapshot plus own writes).
+    pub fn scan(
+        &mut self,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+        self.txn.scan(self.actor, start, end, limit)
+    }
+
+    /// Reads `key` of a shared keyspace. The read is validated at commit
+    /// (optimistic concurrency): if another transaction changed the key in
+    /// between, the commit fails with a retryable conflict.
+    pub fn shared_get(&mut self, space: &SharedSpace, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
+        self.txn.get(&space.0, key)
+    }
+
+    /// Writes `key` of a shared keyspace, atomically with this invocation.
+    pub fn shared_put(&mut self, space: &SharedSpace, key: &[u8], value: impl Into<Bytes>) -> Result<(), StorageError> {
+        self.txn.put(&space.0, key, value)
+    }
+
+    /// Deletes `key` of a shared keyspace, atomically with this invocation.
+    pub fn shared_delete(&mut self, space: &SharedSpace, key: &[u8]) -> Result<(), StorageError> {
+        self.txn.delete(&space.0, key)
+    }
+
+    /// Up to `limit` entries of a shared keyspace with keys in `(start, end)`.
+    pub fn shared_scan(
+        &mut self,
+        space: &SharedSpace,
+        start: Bound<&[u8]>,
+        end: Bound<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
+        self.txn.scan(&space.0, start, end, limit)
+    }
+}
+
+/// A keyspace that no single actor owns: records several actors may write
+/// (an index of every agent, records shared between agents). Writes to it
+/// commit atomically with the invoking actor's state and carry that actor's
+/// fencing precondition, so a zombie cannot write them either; concurrent
+/// writers are serialized by the store's optimistic concurrency control.
+/// Its namespace (`shared`) is never served by a runtime.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SharedSpace(ActorId);
+
+/// The actor-id namespace of shared keyspaces.
+pub const SHARED_NAMESPACE: &str = "shared";
+
+impl SharedSpace {
+    /// The shared keyspace `name` (a valid actor key).
+    pub fn new(name: &str) -> Result<Self, kelpie_core::id::IdError> {
+        ActorId::new(SHARED_NAMESPACE, name).map(SharedSpace)
+    }
+
+    /// The keyspace as the store addresses it, for reads outside an actor.
+    pub fn id(&self) -> &ActorId {
+        &self.0
     }
 }
 
