@@ -304,9 +304,22 @@ impl App {
         )
         .map_err(|error| StartError::Other(error.to_string()))?;
         let ownership = OwnershipDriver::start(env.clone(), ownership_config);
+        Ok(Self::over(env, store, ownership, llm, llm_info, config))
+    }
+
+    /// The server's actors on a node given by its seams, over `store` and
+    /// `ownership` (the simulator builds these for simulated nodes).
+    pub fn over(
+        env: NodeEnv,
+        store: Store,
+        ownership: Arc<OwnershipDriver>,
+        llm: Option<Arc<dyn LlmProvider>>,
+        llm_info: LlmInfo,
+        config: &ServerConfig,
+    ) -> Arc<App> {
         let runtime_config = |namespace: &str| RuntimeConfig::new(namespace);
         let llm_configured = llm.is_some();
-        Ok(Arc::new(App {
+        Arc::new(App {
             agents: Runtime::new(
                 env.clone(),
                 AgentActor::new(llm, llm_info.clone()),
@@ -339,7 +352,7 @@ impl App {
             in_flight: AtomicU64::new(0),
             running_keys: Mutex::new(BTreeSet::new()),
             metrics: Metrics::new(),
-        }))
+        })
     }
 
     fn keys(&self) -> std::sync::MutexGuard<'_, BTreeSet<String>> {

@@ -19,6 +19,7 @@ pub mod app;
 pub mod config;
 pub mod ids;
 pub mod metrics;
+pub mod ops;
 pub mod records;
 pub mod render;
 pub mod routes;

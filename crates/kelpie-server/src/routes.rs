@@ -23,6 +23,7 @@ use crate::agent::{
 };
 use crate::app::{read_agent, read_json, scan_all, space, ApiError, App, RequestMeta};
 use crate::ids::{derived_id, is_valid, new_id};
+use crate::ops::{custom_tool_id, new_block, CreateBlockBody};
 use crate::records::{
     message_key, message_seq, AgentRecord, StoredBlock, StoredMessage, StoredTool, AGENTS, BLOCKS, PASSAGE_KEYS_END,
     PASSAGE_KEYS_START, TOOLS,
@@ -329,66 +330,13 @@ fn tools_of(txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Resul
     Ok(found)
 }
 
-fn render_agent(app: &App, txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Result<Value> {
+pub(crate) fn render_agent(app: &App, txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Result<Value> {
     let blocks = blocks_of(txn, agent)?;
     let tools = tools_of(txn, agent)?;
     Ok(render::agent(agent, &blocks, &tools, &app.llm_info))
 }
 
 // ---------------------------------------------------------------- agents
-
-#[derive(Debug, Default, Deserialize)]
-struct CreateBlockBody {
-    label: String,
-    value: String,
-    limit: Option<usize>,
-    description: Option<String>,
-    read_only: Option<bool>,
-    metadata: Option<Value>,
-    is_template: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct CreateAgentBody {
-    name: Option<String>,
-    description: Option<String>,
-    system: Option<String>,
-    agent_type: Option<String>,
-    tags: Option<Vec<String>>,
-    metadata: Option<Value>,
-    model: Option<String>,
-    embedding: Option<String>,
-    memory_blocks: Option<Vec<CreateBlockBody>>,
-    block_ids: Option<Vec<String>>,
-    tool_ids: Option<Vec<String>>,
-    tools: Option<Vec<String>>,
-    include_base_tools: Option<bool>,
-}
-
-fn new_block(id: String, body: CreateBlockBody, now_ms: i64) -> Result<StoredBlock> {
-    let block = StoredBlock {
-        id,
-        label: body.label,
-        value: body.value,
-        limit: body.limit.unwrap_or(BLOCK_LIMIT_DEFAULT),
-        description: body.description,
-        read_only: body.read_only.unwrap_or(false),
-        metadata: body.metadata,
-        is_template: body.is_template.unwrap_or(false),
-        created_at_ms: now_ms,
-        updated_at_ms: now_ms,
-    };
-    block
-        .to_memory()
-        .validate()
-        .map_err(|error| ApiError::new(422, error.to_string()))?;
-    Ok(block)
-}
-
-/// The id of the custom tool named `name` (one tool per name).
-fn custom_tool_id(name: &str) -> String {
-    derived_id("tool", format!("custom:{name}").as_bytes())
-}
 
 async fn create_agent(
     State(app): State<Arc<App>>,
@@ -400,57 +348,7 @@ async fn create_agent(
     respond(
         async {
             let meta = meta(&method, &uri, &headers, &body)?;
-            let request: CreateAgentBody = parse_body(&body)?;
-            let now_ms = app.now_ms();
-            // A retry with the same Idempotency-Key names the same agent, so
-            // the journal answers it with the first response.
-            let id = match &meta.key {
-                Some(key) => derived_id("agent", key.as_bytes()),
-                None => new_id("agent", now_ms, app.random(), app.random()),
-            };
-            let mut new_blocks = Vec::new();
-            let mut block_ids = Vec::new();
-            for (index, block) in request.memory_blocks.unwrap_or_default().into_iter().enumerate() {
-                let block = new_block(derived_id("block", format!("{id}:{index}").as_bytes()), block, now_ms)?;
-                block_ids.push(block.id.clone());
-                new_blocks.push(block);
-            }
-            block_ids.extend(request.block_ids.unwrap_or_default());
-            let mut tool_ids: Vec<String> = Vec::new();
-            if request.include_base_tools.unwrap_or(true) {
-                tool_ids.extend(BUILTINS.iter().map(|tool| tool.id.clone()));
-            }
-            for name in request.tools.unwrap_or_default() {
-                let id = tools::builtin_by_name(&name).map_or_else(|| custom_tool_id(&name), |tool| tool.id.clone());
-                tool_ids.push(id);
-            }
-            tool_ids.extend(request.tool_ids.unwrap_or_default());
-            let mut seen = std::collections::BTreeSet::new();
-            tool_ids.retain(|id| seen.insert(id.clone()));
-            let name = request.name.unwrap_or_else(|| format!("agent-{}", &id[id.len() - 8..]));
-            if name.trim().is_empty() || name.chars().count() > 256 {
-                return Err(ApiError::new(422, "name must be 1 to 256 characters"));
-            }
-            let agent = AgentRecord {
-                id: id.clone(),
-                name,
-                description: request.description,
-                system: request.system.unwrap_or_else(|| SYSTEM_PROMPT_DEFAULT.to_string()),
-                agent_type: request.agent_type.unwrap_or_else(|| "memgpt_v2_agent".to_string()),
-                tags: request.tags.unwrap_or_default(),
-                metadata: request.metadata,
-                model: request.model,
-                embedding: request.embedding,
-                block_ids,
-                tool_ids,
-                next_message_seq: 0,
-                passage_count: 0,
-                created_at_ms: now_ms,
-                updated_at_ms: now_ms,
-            };
-            let _guard = app.hold_key(&meta)?;
-            app.invoke_agent(&id, AgentCommand::Create { agent, new_blocks }, &meta, "")
-                .await
+            crate::ops::create_agent(&app, parse_body(&body)?, &meta).await
         }
         .await,
     )
