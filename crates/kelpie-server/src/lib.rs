@@ -49,6 +49,13 @@ pub async fn serve(
     // `/v1/agents/` and `/v1/agents` are the same route, as in Letta.
     let service = NormalizePathLayer::trim_trailing_slash().layer(router);
     let (closed_tx, closed_rx) = futures::channel::oneshot::channel::<()>();
+    // Small responses (SSE events above all) go out at once, not after
+    // Nagle's algorithm waits for an ACK.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, axum::ServiceExt::<Request>::into_make_service(service)).with_graceful_shutdown(
         async move {
             let _ = closed_rx.await;

@@ -1,5 +1,6 @@
 //! Simulation scenarios: production services under faults, with invariants.
 
+pub mod agent_server;
 pub mod heartbeat;
 pub mod ownership;
 pub mod runtime;
