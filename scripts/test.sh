@@ -18,6 +18,11 @@ fi
 echo "== cargo test (workspace, debug; simulations below in release)"
 cargo test --workspace --locked --exclude kelpie-bench --exclude kelpie-dst --exclude kelpie-spec
 
+echo "== Letta API conformance: the official Python SDK (letta-client, pinned) against the real server"
+# Builds kelpie-server and the fake LLM (release), creates target/letta-venv
+# from tests/letta/requirements.txt, starts both, runs tests/letta.
+./scripts/letta-conformance.sh
+
 echo "== Stateright models on the production cores (release, exhaustive within bounds)"
 cargo test --release --locked -p kelpie-spec
 
