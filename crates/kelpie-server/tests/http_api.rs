@@ -49,11 +49,15 @@ fn user(text: &str) -> Value {
 }
 
 /// Pages `path` (which has a query) with `cursor=<edge id>` until an empty
-/// page; asserts no id repeats.
+/// page, starting at `start` (or without a cursor); asserts no id repeats.
 async fn page_all(api: &Api, path: &str, cursor: &str) -> Vec<Value> {
+    page_from(api, path, cursor, None).await
+}
+
+async fn page_from(api: &Api, path: &str, cursor: &str, start: Option<String>) -> Vec<Value> {
     let mut all: Vec<Value> = Vec::new();
     let mut seen = BTreeSet::new();
-    let mut edge: Option<String> = None;
+    let mut edge: Option<String> = start;
     for _ in 0..100 {
         let url = match &edge {
             None => path.to_string(),
@@ -233,10 +237,11 @@ async fn agents_create_retrieve_update_list_count_delete() {
             .await),
         ascending[3..6]
     );
-    let from_end = page_all(
+    let from_end = page_from(
         &api,
-        &format!("/v1/agents/?tags=paged&limit=3&order=asc&before={}", ascending[6]),
+        "/v1/agents/?tags=paged&limit=3&order=asc",
         "before",
+        Some(ascending[6].clone()),
     )
     .await;
     assert_eq!(ids(&Value::Array(from_end)), ascending[..6]);
