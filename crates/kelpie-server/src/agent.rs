@@ -1032,14 +1032,19 @@ fn tool_spec(tool: &StoredTool) -> ToolSpec {
 /// Stored messages → the model's conversation: one assistant turn per
 /// (run, step), with its text and tool calls, then the tool results.
 fn to_chat<'a>(messages: impl Iterator<Item = &'a StoredMessage>) -> Vec<ChatMessage> {
-    let mut chat = Vec::new();
-    let mut turn: Option<((Option<String>, u32), Option<String>, Vec<ToolCall>)> = None;
-    let flush = |chat: &mut Vec<ChatMessage>,
-                 turn: &mut Option<((Option<String>, u32), Option<String>, Vec<ToolCall>)>| {
-        if let Some((_, text, calls)) = turn.take() {
-            chat.push(ChatMessage::assistant(text, calls));
+    /// One assistant turn being assembled.
+    struct Turn {
+        key: (Option<String>, u32),
+        text: Option<String>,
+        calls: Vec<ToolCall>,
+    }
+    fn flush(chat: &mut Vec<ChatMessage>, turn: &mut Option<Turn>) {
+        if let Some(turn) = turn.take() {
+            chat.push(ChatMessage::assistant(turn.text, turn.calls));
         }
-    };
+    }
+    let mut chat = Vec::new();
+    let mut turn: Option<Turn> = None;
     for message in messages {
         let key = (message.run_id.clone(), message.step);
         let (text, call) = match &message.body {
@@ -1059,15 +1064,19 @@ fn to_chat<'a>(messages: impl Iterator<Item = &'a StoredMessage>) -> Vec<ChatMes
             MessageBody::Assistant { text, call: None } => (Some(text.clone()), None),
             MessageBody::Assistant { call: Some(call), .. } | MessageBody::ToolCall { call } => (None, Some(call)),
         };
-        if turn.as_ref().is_some_and(|(current, _, _)| *current != key) {
+        if turn.as_ref().is_some_and(|current| current.key != key) {
             flush(&mut chat, &mut turn);
         }
-        let entry = turn.get_or_insert_with(|| (key, None, Vec::new()));
+        let entry = turn.get_or_insert_with(|| Turn {
+            key,
+            text: None,
+            calls: Vec::new(),
+        });
         if let Some(text) = text {
-            entry.1 = Some(text);
+            entry.text = Some(text);
         }
         if let Some(call) = call {
-            entry.2.push(ToolCall::new(
+            entry.calls.push(ToolCall::new(
                 call.id.clone(),
                 call.name.clone(),
                 call.arguments.clone(),

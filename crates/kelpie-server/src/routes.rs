@@ -1014,7 +1014,7 @@ async fn list_messages(State(app): State<Arc<App>>, Path(agent_id): Path<String>
         }
         // `before` walks away from the cursor; the page is listed in the
         // requested order.
-        let reversed_walk = backwards != !ascending;
+        let reversed_walk = backwards == ascending;
         if reversed_walk {
             shown.reverse();
         }
@@ -1300,9 +1300,13 @@ struct ToolBody {
     return_char_limit: Option<usize>,
 }
 
+/// A Python function's name, parameters (name, JSON type) and docstring
+/// summary.
+type PySignature = (String, Vec<(String, String)>, Option<String>);
+
 /// The function name, parameters and docstring summary of Python source's
 /// first `def`.
-fn python_signature(source: &str) -> Option<(String, Vec<(String, String)>, Option<String>)> {
+fn python_signature(source: &str) -> Option<PySignature> {
     let start = source.find("def ")? + 4;
     let rest = &source[start..];
     let open = rest.find('(')?;
@@ -1561,7 +1565,10 @@ mod tests {
     fn pages_follow_letta_cursor_rules() {
         let items: Vec<String> = (1..=5).map(|i| i.to_string()).collect();
         let query = |pairs: &[(&str, &str)]| Query(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect());
-        let id = |item: &String| item.as_str();
+        #[allow(clippy::ptr_arg)] // the item type of the list under test
+        fn id(item: &String) -> &str {
+            item.as_str()
+        }
         assert_eq!(page(items.clone(), id, &query(&[]), true, 2), vec!["1", "2"]);
         assert_eq!(
             page(items.clone(), id, &query(&[("after", "2")]), true, 2),
