@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use futures::future::BoxFuture;
 use futures::FutureExt;
-use kelpie_llm::{ChatMessage, ChatRequest, LlmError, LlmProvider, ToolCall, ToolSpec};
+use kelpie_llm::{ChatMessage, ChatRequest, EmbeddingProvider, LlmError, LlmProvider, ToolCall, ToolSpec};
 use kelpie_memory::{CoreMemory, Embedder, HashingEmbedder, MemoryError, Passage};
 use kelpie_runtime::runtime::{Actor, ActorContext, HandlerError};
 use kelpie_storage::StorageError;
@@ -293,26 +293,66 @@ pub fn patch_block(block: &StoredBlock, patch: &BlockPatch, now_ms: i64) -> Resu
     Ok(next)
 }
 
+/// The embedder of archival memory: the deterministic local one (the
+/// default), or an OpenAI-compatible `/embeddings` provider.
+#[derive(Clone)]
+pub enum ArchivalEmbedder {
+    /// [`HashingEmbedder`]: no service needed, same vectors everywhere.
+    Hashing(HashingEmbedder),
+    /// A remote provider.
+    Remote(Arc<dyn EmbeddingProvider>),
+}
+
+impl ArchivalEmbedder {
+    /// The vector of `text`; a provider failure is a 502 naming it.
+    pub async fn embed(&self, text: &str) -> Result<Vec<f32>, Failure> {
+        match self {
+            ArchivalEmbedder::Hashing(hashing) => Ok(hashing.embed(text)?),
+            ArchivalEmbedder::Remote(provider) => {
+                let texts = [text.to_string()];
+                let vectors = provider.embed(&texts).await.map_err(|error| Failure {
+                    status: 502,
+                    detail: format!("embedding provider failed: {error}"),
+                })?;
+                vectors.into_iter().next().ok_or_else(|| Failure {
+                    status: 502,
+                    detail: "embedding provider returned no vector".to_string(),
+                })
+            }
+        }
+    }
+
+    /// Dimensions of every vector.
+    pub fn dimensions(&self) -> usize {
+        match self {
+            ArchivalEmbedder::Hashing(hashing) => hashing.dimensions(),
+            ArchivalEmbedder::Remote(provider) => provider.dimensions(),
+        }
+    }
+}
+
+impl Default for ArchivalEmbedder {
+    fn default() -> Self {
+        ArchivalEmbedder::Hashing(HashingEmbedder::default())
+    }
+}
+
 /// The agent actor: one per agent.
 pub struct AgentActor {
     llm: Option<Arc<dyn LlmProvider>>,
     llm_info: LlmInfo,
-    embedder: HashingEmbedder,
+    embedder: ArchivalEmbedder,
 }
 
 impl AgentActor {
-    /// An agent actor that calls `llm` (none: sending messages fails).
-    pub fn new(llm: Option<Arc<dyn LlmProvider>>, llm_info: LlmInfo) -> Self {
+    /// An agent actor that calls `llm` (none: sending messages fails) and
+    /// embeds archival passages with `embedder`.
+    pub fn new(llm: Option<Arc<dyn LlmProvider>>, llm_info: LlmInfo, embedder: ArchivalEmbedder) -> Self {
         Self {
             llm,
             llm_info,
-            embedder: HashingEmbedder::default(),
+            embedder,
         }
-    }
-
-    /// The embedder of archival memory.
-    pub fn embedder(&self) -> &HashingEmbedder {
-        &self.embedder
     }
 
     fn render_agent(&self, ctx: &mut ActorContext<'_>, agent: &AgentRecord) -> Result<Value, HandlerError> {
@@ -660,7 +700,9 @@ impl AgentActor {
                 continue;
             }
             push(&mut written, &mut next, MessageBody::ToolCall { call: stored }, None)?;
-            let result = self.run_tool(ctx, &next, &mut memory, &mut passages, &tool.name, &arguments, now_ms)?;
+            let result = self
+                .run_tool(ctx, &next, &mut memory, &mut passages, &tool.name, &arguments, now_ms)
+                .await?;
             if result.is_ok()
                 && matches!(
                     tool.name.as_str(),
@@ -732,7 +774,7 @@ impl AgentActor {
     /// sandbox here: they fail with a message saying so). `Err` is a tool
     /// failure the model sees, not a request failure.
     #[allow(clippy::too_many_arguments)]
-    fn run_tool(
+    async fn run_tool(
         &self,
         ctx: &mut ActorContext<'_>,
         agent: &AgentRecord,
@@ -776,18 +818,19 @@ impl AgentActor {
                 Ok(content) => {
                     let seq = agent.passage_count.saturating_add(passages.len() as u64);
                     let id = crate::ids::derived_id("passage", format!("{}:{seq}:{now_ms}", agent.id).as_bytes());
-                    let embedding = self
-                        .embedder
-                        .embed(&content)
-                        .map_err(|error| HandlerError::new(error.to_string()))?;
-                    passages.push(Passage {
-                        id: id.clone(),
-                        text: content,
-                        embedding,
-                        created_at_ms: u64::try_from(now_ms).unwrap_or(0),
-                        tags: Vec::new(),
-                    });
-                    Ok(format!("Inserted passage {id}."))
+                    match self.embedder.embed(&content).await {
+                        Ok(embedding) => {
+                            passages.push(Passage {
+                                id: id.clone(),
+                                text: content,
+                                embedding,
+                                created_at_ms: u64::try_from(now_ms).unwrap_or(0),
+                                tags: Vec::new(),
+                            });
+                            Ok(format!("Inserted passage {id}."))
+                        }
+                        Err(failure) => Err(failure.detail),
+                    }
                 }
                 Err(error) => Err(error),
             },
@@ -795,13 +838,16 @@ impl AgentActor {
                 Ok(query) => {
                     let mut all = load_passages(ctx)?;
                     all.extend(passages.iter().cloned());
-                    let results = search_passages(&self.embedder, &all, &query, count("top_k", 5))
-                        .map_err(|failure| HandlerError::new(failure.detail))?;
-                    let shown: Vec<Value> = results
-                        .iter()
-                        .map(|(passage, _)| json!({"content": passage.text, "timestamp": render::iso(i64::try_from(passage.created_at_ms).unwrap_or(0))}))
-                        .collect();
-                    Ok(Value::Array(shown).to_string())
+                    match search_passages(&self.embedder, &all, &query, count("top_k", 5)).await {
+                        Ok(results) => {
+                            let shown: Vec<Value> = results
+                                .iter()
+                                .map(|(passage, _)| json!({"content": passage.text, "timestamp": render::iso(i64::try_from(passage.created_at_ms).unwrap_or(0))}))
+                                .collect();
+                            Ok(Value::Array(shown).to_string())
+                        }
+                        Err(failure) => Err(failure.detail),
+                    }
                 }
                 Err(error) => Err(error),
             },
@@ -959,13 +1005,13 @@ pub fn load_passages(ctx: &mut ActorContext<'_>) -> Result<Vec<Passage>, Handler
 }
 
 /// The `k` passages closest to `query`.
-pub fn search_passages<'a>(
-    embedder: &HashingEmbedder,
+pub async fn search_passages<'a>(
+    embedder: &ArchivalEmbedder,
     passages: &'a [Passage],
     query: &str,
     k: usize,
 ) -> Result<Vec<(&'a Passage, f32)>, Failure> {
-    let query = embedder.embed(query)?;
+    let query = embedder.embed(query).await?;
     Ok(kelpie_memory::top_k(&query, passages, k)?)
 }
 

@@ -12,7 +12,6 @@ use bytes::Bytes;
 use kelpie_core::coordination::MemoryCoordinationStore;
 use kelpie_core::{ActorId, NodeEnv, NodeId};
 use kelpie_llm::{AnthropicConfig, AnthropicProvider, LlmProvider, OpenAiConfig, OpenAiProvider, ScriptedProvider};
-use kelpie_memory::HashingEmbedder;
 use kelpie_runtime::driver::OwnershipDriver;
 use kelpie_runtime::ownership::OwnershipConfig;
 use kelpie_runtime::runtime::{Actor, InvokeError, InvokeOptions, Runtime, RuntimeConfig, SharedSpace, STATE_KEY};
@@ -20,7 +19,7 @@ use kelpie_storage::{EmbeddedEngine, StorageError, Store, Transaction};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
-use crate::agent::{AgentActor, BlockActor, Envelope, Failure, Reply, ToolActor};
+use crate::agent::{AgentActor, ArchivalEmbedder, BlockActor, Envelope, Failure, Reply, ToolActor};
 use crate::config::{LlmSettings, ServerConfig};
 use crate::metrics::Metrics;
 use crate::records::{AgentRecord, AgentSlot, AGENT_NAMESPACE, BLOCK_NAMESPACE, TOOL_NAMESPACE};
@@ -154,7 +153,7 @@ pub struct App {
     blocks: Runtime<BlockActor>,
     tools: Runtime<ToolActor>,
     /// The archival embedder.
-    pub embedder: HashingEmbedder,
+    pub embedder: ArchivalEmbedder,
     /// Whether an LLM is configured.
     pub llm_configured: bool,
     /// The LLM, as agents report it.
@@ -270,7 +269,20 @@ impl App {
             },
         })?;
         let (llm, llm_info) = llm_from(&config.llm, config.llm_timeout)?;
-        Self::with_engine(Arc::new(engine), &config.data_dir, llm, llm_info, config)
+        let embedder = match &config.embedding {
+            None => ArchivalEmbedder::default(),
+            Some(settings) => ArchivalEmbedder::Remote(Arc::new(
+                kelpie_llm::OpenAiEmbeddings::new(
+                    settings.base_url.clone(),
+                    settings.api_key.clone(),
+                    settings.model.clone(),
+                    settings.dimensions,
+                    config.llm_timeout,
+                )
+                .map_err(|error| StartError::Other(format!("embedding provider: {error}")))?,
+            )),
+        };
+        Self::with_engine(Arc::new(engine), &config.data_dir, llm, llm_info, embedder, config)
     }
 
     /// The server over `engine`, with `llm` (for tests: a scripted model).
@@ -279,6 +291,7 @@ impl App {
         data_dir: &Path,
         llm: Option<Arc<dyn LlmProvider>>,
         llm_info: LlmInfo,
+        embedder: ArchivalEmbedder,
         config: &ServerConfig,
     ) -> Result<Arc<App>, StartError> {
         let mut env = NodeEnv::production(NodeId::from_index(0), data_dir)
@@ -304,7 +317,7 @@ impl App {
         )
         .map_err(|error| StartError::Other(error.to_string()))?;
         let ownership = OwnershipDriver::start(env.clone(), ownership_config);
-        Ok(Self::over(env, store, ownership, llm, llm_info, config))
+        Ok(Self::over(env, store, ownership, llm, llm_info, embedder, config))
     }
 
     /// The server's actors on a node given by its seams, over `store` and
@@ -315,6 +328,7 @@ impl App {
         ownership: Arc<OwnershipDriver>,
         llm: Option<Arc<dyn LlmProvider>>,
         llm_info: LlmInfo,
+        embedder: ArchivalEmbedder,
         config: &ServerConfig,
     ) -> Arc<App> {
         let runtime_config = |namespace: &str| RuntimeConfig::new(namespace);
@@ -322,7 +336,7 @@ impl App {
         Arc::new(App {
             agents: Runtime::new(
                 env.clone(),
-                AgentActor::new(llm, llm_info.clone()),
+                AgentActor::new(llm, llm_info.clone(), embedder.clone()),
                 store.clone(),
                 ownership.clone(),
                 runtime_config(AGENT_NAMESPACE),
@@ -343,7 +357,7 @@ impl App {
             ),
             env,
             store,
-            embedder: HashingEmbedder::default(),
+            embedder,
             llm_configured,
             llm_info,
             max_steps: config.max_steps,

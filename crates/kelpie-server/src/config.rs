@@ -66,6 +66,20 @@ pub struct Args {
     /// Timeout of one LLM request, in seconds [default: 120].
     #[arg(long, env = "KELPIE_LLM_TIMEOUT_SECS")]
     pub llm_timeout_secs: Option<u64>,
+    /// Base URL of an OpenAI-compatible embeddings API for archival memory
+    /// (e.g. `https://api.openai.com/v1`). Default: a deterministic local
+    /// hashing embedder, no service needed.
+    #[arg(long, env = "KELPIE_EMBEDDING_BASE_URL")]
+    pub embedding_base_url: Option<String>,
+    /// API key of the embeddings API.
+    #[arg(long, env = "KELPIE_EMBEDDING_API_KEY", hide_env_values = true)]
+    pub embedding_api_key: Option<String>,
+    /// Embedding model [default: text-embedding-3-small].
+    #[arg(long, env = "KELPIE_EMBEDDING_MODEL")]
+    pub embedding_model: Option<String>,
+    /// Dimensions of the embedding model's vectors [default: 1536].
+    #[arg(long, env = "KELPIE_EMBEDDING_DIMENSIONS")]
+    pub embedding_dimensions: Option<usize>,
     /// Agent loop steps per message [default: 50, at most 1000].
     #[arg(long, env = "KELPIE_MAX_STEPS")]
     pub max_steps: Option<u32>,
@@ -87,6 +101,10 @@ struct FileConfig {
     llm_api_key: Option<String>,
     llm_model: Option<String>,
     llm_timeout_secs: Option<u64>,
+    embedding_base_url: Option<String>,
+    embedding_api_key: Option<String>,
+    embedding_model: Option<String>,
+    embedding_dimensions: Option<usize>,
     max_steps: Option<u32>,
     drain_timeout_secs: Option<u64>,
 }
@@ -119,6 +137,19 @@ pub enum LlmSettings {
     Scripted,
 }
 
+/// An OpenAI-compatible embeddings API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmbeddingSettings {
+    /// Base URL, ending before `/embeddings`.
+    pub base_url: String,
+    /// API key, if needed.
+    pub api_key: Option<String>,
+    /// Model name.
+    pub model: String,
+    /// Vector size.
+    pub dimensions: usize,
+}
+
 /// A complete, validated server configuration.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ServerConfig {
@@ -130,6 +161,8 @@ pub struct ServerConfig {
     pub llm: LlmSettings,
     /// Timeout of one LLM request.
     pub llm_timeout: Duration,
+    /// The archival embedder (`None`: the local hashing embedder).
+    pub embedding: Option<EmbeddingSettings>,
     /// Agent loop steps per message.
     pub max_steps: u32,
     /// How long in-flight requests may run after a shutdown signal.
@@ -165,6 +198,7 @@ impl ServerConfig {
             data_dir: data_dir.into(),
             llm: LlmSettings::None,
             llm_timeout: Duration::from_secs(LLM_TIMEOUT_SECS_DEFAULT),
+            embedding: None,
             max_steps: MAX_STEPS_DEFAULT,
             drain_timeout: Duration::from_secs(DRAIN_TIMEOUT_SECS_DEFAULT),
         }
@@ -222,7 +256,35 @@ impl ServerConfig {
             args.llm_api_key.or(file.llm_api_key),
             args.llm_model.or(file.llm_model),
         )?;
+        let embedding = match args.embedding_base_url.or(file.embedding_base_url) {
+            None => None,
+            Some(base_url) => {
+                if !(base_url.starts_with("http://") || base_url.starts_with("https://")) {
+                    return Err(ConfigError::Invalid {
+                        option: "--embedding-base-url",
+                        reason: format!("{base_url:?} must start with http:// or https://"),
+                    });
+                }
+                let dimensions = args.embedding_dimensions.or(file.embedding_dimensions).unwrap_or(1536);
+                if !(1..=65_536).contains(&dimensions) {
+                    return Err(ConfigError::Invalid {
+                        option: "--embedding-dimensions",
+                        reason: format!("{dimensions} is outside 1..=65536"),
+                    });
+                }
+                Some(EmbeddingSettings {
+                    base_url: base_url.trim_end_matches('/').to_string(),
+                    api_key: args.embedding_api_key.or(file.embedding_api_key),
+                    model: args
+                        .embedding_model
+                        .or(file.embedding_model)
+                        .unwrap_or_else(|| "text-embedding-3-small".to_string()),
+                    dimensions,
+                })
+            }
+        };
         Ok(Self {
+            embedding,
             listen: SocketAddr::new(bind, port),
             data_dir,
             llm,
@@ -379,6 +441,55 @@ mod tests {
                 error,
                 ConfigError::Invalid {
                     option: "--llm-api-key",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn an_embedding_base_url_selects_the_remote_embedder() {
+        let config = ServerConfig::resolve(args(&[
+            "--embedding-base-url",
+            "http://127.0.0.1:9/v1/",
+            "--embedding-dimensions",
+            "64",
+        ]))
+        .expect("valid");
+        assert_eq!(
+            config.embedding,
+            Some(EmbeddingSettings {
+                base_url: "http://127.0.0.1:9/v1".to_string(),
+                api_key: None,
+                model: "text-embedding-3-small".to_string(),
+                dimensions: 64,
+            })
+        );
+        let error = ServerConfig::resolve(args(&["--embedding-base-url", "x", "--embedding-dimensions", "0"]))
+            .expect_err("invalid");
+        assert!(
+            matches!(
+                error,
+                ConfigError::Invalid {
+                    option: "--embedding-base-url",
+                    ..
+                }
+            ),
+            "{error}"
+        );
+        let error = ServerConfig::resolve(args(&[
+            "--embedding-base-url",
+            "http://x",
+            "--embedding-dimensions",
+            "0",
+        ]))
+        .expect_err("invalid");
+        assert!(
+            matches!(
+                error,
+                ConfigError::Invalid {
+                    option: "--embedding-dimensions",
                     ..
                 }
             ),

@@ -13,7 +13,7 @@ use axum::routing::{get, patch, post};
 use axum::Router;
 use futures::channel::mpsc;
 use futures::{SinkExt, StreamExt};
-use kelpie_memory::{Embedder, Passage};
+use kelpie_memory::Passage;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -1049,7 +1049,6 @@ async fn insert_passage(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let embedder = app.embedder;
     let now_ms = app.now_ms();
     // A retry with the same Idempotency-Key makes the same passage.
     let id = match headers.get("idempotency-key").and_then(|key| key.to_str().ok()) {
@@ -1057,29 +1056,24 @@ async fn insert_passage(
         None => new_id("passage", now_ms, app.random(), app.random()),
     };
     respond(
-        mutate_agent(
-            &app,
-            &agent_id,
-            &method,
-            &uri,
-            &headers,
-            &body,
-            |request: PassageBody| {
-                if request.text.trim().is_empty() {
-                    return Err(ApiError::new(422, "text must not be empty"));
-                }
-                let embedding = embedder
-                    .embed(&request.text)
-                    .map_err(|error| ApiError::new(422, error.to_string()))?;
-                Ok(AgentCommand::InsertPassage(Passage {
-                    id,
-                    text: request.text,
-                    embedding,
-                    created_at_ms: u64::try_from(now_ms).unwrap_or(0),
-                    tags: request.tags.unwrap_or_default(),
-                }))
-            },
-        )
+        async {
+            let request: PassageBody = parse_body(&body)?;
+            if request.text.trim().is_empty() {
+                return Err(ApiError::new(422, "text must not be empty"));
+            }
+            let embedding = app.embedder.embed(&request.text).await?;
+            let passage = Passage {
+                id,
+                text: request.text,
+                embedding,
+                created_at_ms: u64::try_from(now_ms).unwrap_or(0),
+                tags: request.tags.unwrap_or_default(),
+            };
+            mutate_agent(&app, &agent_id, &method, &uri, &headers, &body, |(): ()| {
+                Ok(AgentCommand::InsertPassage(passage))
+            })
+            .await
+        }
         .await,
     )
 }
@@ -1116,42 +1110,49 @@ async fn search_passages(
     Path(agent_id): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Response {
-    respond((|| {
-        let query = Query::parse(raw);
-        let text = query
-            .get("query")
-            .ok_or_else(|| ApiError::new(422, "query parameter `query` is required"))?
-            .to_string();
-        let top_k = match query.get("top_k") {
-            None => 10,
-            Some(k) => k
-                .parse::<usize>()
-                .ok()
-                .filter(|k| (1..=PAGE_LIMIT_MAX).contains(k))
-                .ok_or_else(|| ApiError::new(422, format!("top_k={k:?} must be an integer in 1..={PAGE_LIMIT_MAX}")))?,
-        };
-        let tags = query.all("tags");
-        let match_all = query.get("tag_match_mode") == Some("all");
-        let mut txn = app.snapshot()?;
-        let agent = read_agent(&mut txn, &agent_id)?;
-        let mut passages = passages_of(&mut txn, &agent)?;
-        if !tags.is_empty() {
-            passages.retain(|passage| {
-                let has = |tag: &String| passage.tags.contains(tag);
-                if match_all {
-                    tags.iter().all(has)
-                } else {
-                    tags.iter().any(has)
-                }
-            });
+    respond(
+        async {
+            let query = Query::parse(raw);
+            let text = query
+                .get("query")
+                .ok_or_else(|| ApiError::new(422, "query parameter `query` is required"))?
+                .to_string();
+            let top_k = match query.get("top_k") {
+                None => 10,
+                Some(k) => k
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|k| (1..=PAGE_LIMIT_MAX).contains(k))
+                    .ok_or_else(|| {
+                        ApiError::new(422, format!("top_k={k:?} must be an integer in 1..={PAGE_LIMIT_MAX}"))
+                    })?,
+            };
+            let tags = query.all("tags");
+            let match_all = query.get("tag_match_mode") == Some("all");
+            let mut txn = app.snapshot()?;
+            let agent = read_agent(&mut txn, &agent_id)?;
+            let mut passages = passages_of(&mut txn, &agent)?;
+            if !tags.is_empty() {
+                passages.retain(|passage| {
+                    let has = |tag: &String| passage.tags.contains(tag);
+                    if match_all {
+                        tags.iter().all(has)
+                    } else {
+                        tags.iter().any(has)
+                    }
+                });
+            }
+            let results = crate::agent::search_passages(&app.embedder, &passages, &text, top_k)
+                .await
+                .map_err(ApiError::from)?;
+            let results: Vec<Value> = results
+                .iter()
+                .map(|(passage, score)| render::search_result(passage, *score))
+                .collect();
+            Ok(json!({"count": results.len(), "results": results}))
         }
-        let results = crate::agent::search_passages(&app.embedder, &passages, &text, top_k).map_err(ApiError::from)?;
-        let results: Vec<Value> = results
-            .iter()
-            .map(|(passage, score)| render::search_result(passage, *score))
-            .collect();
-        Ok(json!({"count": results.len(), "results": results}))
-    })())
+        .await,
+    )
 }
 
 async fn delete_passage(
