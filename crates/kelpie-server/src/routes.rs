@@ -214,6 +214,28 @@ fn meta(method: &Method, uri: &Uri, headers: &HeaderMap, body: &[u8]) -> Result<
     ))
 }
 
+/// A mutating request: its body and its identity for idempotency.
+pub struct Mutation {
+    meta: RequestMeta,
+    body: Bytes,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequest<S> for Mutation {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self> {
+        let (parts, body) = request.into_parts();
+        let (method, uri, headers) = (parts.method.clone(), parts.uri.clone(), parts.headers.clone());
+        let body = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|error| ApiError::new(422, format!("cannot read the request body: {error}")))?;
+        Ok(Self {
+            meta: meta(&method, &uri, &headers, &body)?,
+            body,
+        })
+    }
+}
+
 /// Query parameters, repeated keys kept.
 struct Query(Vec<(String, String)>);
 
@@ -338,17 +360,11 @@ pub(crate) fn render_agent(app: &App, txn: &mut kelpie_storage::Transaction, age
 
 // ---------------------------------------------------------------- agents
 
-async fn create_agent(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn create_agent(State(app): State<Arc<App>>, request: Mutation) -> Response {
     respond(
         async {
-            let meta = meta(&method, &uri, &headers, &body)?;
-            crate::ops::create_agent(&app, parse_body(&body)?, &meta).await
+            let meta = request.meta.clone();
+            crate::ops::create_agent(&app, parse_body(&request.body)?, &meta).await
         }
         .await,
     )
@@ -394,6 +410,9 @@ async fn list_agents(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Re
             }
             agents.push(agent);
         }
+        // Ids made from an Idempotency-Key are not time-ordered: list by
+        // creation time, then id.
+        agents.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
         let agents = page(agents, |agent| agent.id.as_str(), &query, ascending, limit);
         let rendered = agents
             .iter()
@@ -427,72 +446,50 @@ struct UpdateAgentBody {
 async fn mutate_agent<B: DeserializeOwned + Default>(
     app: &Arc<App>,
     agent_id: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
+    request: &Mutation,
     command: impl FnOnce(B) -> Result<AgentCommand>,
 ) -> Result<Value> {
-    let meta = meta(method, uri, headers, body)?;
     if !is_valid("agent", agent_id) {
         return Err(ApiError::not_found(format!("Agent {agent_id}")));
     }
-    let command = command(parse_body(body)?)?;
-    let _guard = app.hold_key(&meta)?;
-    app.invoke_agent(agent_id, command, &meta, "").await
+    let command = command(parse_body(&request.body)?)?;
+    invoke_agent(app, agent_id, request, command).await
 }
 
-async fn update_agent(
-    State(app): State<Arc<App>>,
-    Path(agent_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    respond(
-        mutate_agent(
-            &app,
-            &agent_id,
-            &method,
-            &uri,
-            &headers,
-            &body,
-            |request: UpdateAgentBody| {
-                if request.name.as_ref().is_some_and(|name| name.trim().is_empty()) {
-                    return Err(ApiError::new(422, "name must not be empty"));
-                }
-                Ok(AgentCommand::Update(AgentPatch {
-                    name: request.name,
-                    description: request.description,
-                    system: request.system,
-                    tags: request.tags,
-                    metadata: request.metadata,
-                    model: request.model,
-                    embedding: request.embedding,
-                    block_ids: request.block_ids,
-                    tool_ids: request.tool_ids,
-                }))
-            },
-        )
-        .await,
-    )
+/// Runs `command` on agent `agent_id` for `request` (whose body, if any,
+/// was already read).
+async fn invoke_agent(app: &Arc<App>, agent_id: &str, request: &Mutation, command: AgentCommand) -> Result<Value> {
+    if !is_valid("agent", agent_id) {
+        return Err(ApiError::not_found(format!("Agent {agent_id}")));
+    }
+    let _guard = app.hold_key(&request.meta)?;
+    app.invoke_agent(agent_id, command, &request.meta, "").await
 }
 
-async fn delete_agent(
-    State(app): State<Arc<App>>,
-    Path(agent_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn update_agent(State(app): State<Arc<App>>, Path(agent_id): Path<String>, request: Mutation) -> Response {
     respond(
-        mutate_agent(&app, &agent_id, &method, &uri, &headers, &body, |(): ()| {
-            Ok(AgentCommand::Delete)
+        mutate_agent(&app, &agent_id, &request, |request: UpdateAgentBody| {
+            if request.name.as_ref().is_some_and(|name| name.trim().is_empty()) {
+                return Err(ApiError::new(422, "name must not be empty"));
+            }
+            Ok(AgentCommand::Update(AgentPatch {
+                name: request.name,
+                description: request.description,
+                system: request.system,
+                tags: request.tags,
+                metadata: request.metadata,
+                model: request.model,
+                embedding: request.embedding,
+                block_ids: request.block_ids,
+                tool_ids: request.tool_ids,
+            }))
         })
         .await,
     )
+}
+
+async fn delete_agent(State(app): State<Arc<App>>, Path(agent_id): Path<String>, request: Mutation) -> Response {
+    respond(invoke_agent(&app, &agent_id, &request, AgentCommand::Delete).await)
 }
 
 // ---------------------------------------------------------------- agent blocks
@@ -551,26 +548,15 @@ impl From<UpdateBlockBody> for BlockPatch {
 async fn update_agent_block(
     State(app): State<Arc<App>>,
     Path((agent_id, label)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Mutation,
 ) -> Response {
     respond(
-        mutate_agent(
-            &app,
-            &agent_id,
-            &method,
-            &uri,
-            &headers,
-            &body,
-            |request: UpdateBlockBody| {
-                Ok(AgentCommand::UpdateBlock {
-                    label,
-                    patch: request.into(),
-                })
-            },
-        )
+        mutate_agent(&app, &agent_id, &request, |request: UpdateBlockBody| {
+            Ok(AgentCommand::UpdateBlock {
+                label,
+                patch: request.into(),
+            })
+        })
         .await,
     )
 }
@@ -580,17 +566,9 @@ macro_rules! attach_route {
         async fn $name(
             State(app): State<Arc<App>>,
             Path((agent_id, other)): Path<(String, String)>,
-            method: Method,
-            uri: Uri,
-            headers: HeaderMap,
-            body: Bytes,
+            request: Mutation,
         ) -> Response {
-            respond(
-                mutate_agent(&app, &agent_id, &method, &uri, &headers, &body, |(): ()| {
-                    Ok(AgentCommand::$variant(other))
-                })
-                .await,
-            )
+            respond(invoke_agent(&app, &agent_id, &request, AgentCommand::$variant(other)).await)
         }
     };
 }
@@ -795,17 +773,10 @@ fn stop_json(reason: &str) -> Value {
     json!({"message_type": "stop_reason", "stop_reason": reason})
 }
 
-async fn send_message(
-    State(app): State<Arc<App>>,
-    Path(agent_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn send_message(State(app): State<Arc<App>>, Path(agent_id): Path<String>, request: Mutation) -> Response {
     let prepared = (|| {
-        let meta = meta(&method, &uri, &headers, &body)?;
-        let request: SendBody = parse_body(&body)?;
+        let meta = request.meta.clone();
+        let request: SendBody = parse_body(&request.body)?;
         let streaming = request.streaming.unwrap_or(false);
         Ok::<_, ApiError>((prepare_run(&app, &agent_id, meta, request)?, streaming))
     })();
@@ -848,17 +819,10 @@ async fn send_message(
     )
 }
 
-async fn stream_message(
-    State(app): State<Arc<App>>,
-    Path(agent_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn stream_message(State(app): State<Arc<App>>, Path(agent_id): Path<String>, request: Mutation) -> Response {
     let prepared = (|| {
-        let meta = meta(&method, &uri, &headers, &body)?;
-        let request: SendBody = parse_body(&body)?;
+        let meta = request.meta.clone();
+        let request: SendBody = parse_body(&request.body)?;
         prepare_run(&app, &agent_id, meta, request)
     })();
     match prepared {
@@ -1041,38 +1005,28 @@ fn passages_of(txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Re
         .collect()
 }
 
-async fn insert_passage(
-    State(app): State<Arc<App>>,
-    Path(agent_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn insert_passage(State(app): State<Arc<App>>, Path(agent_id): Path<String>, request: Mutation) -> Response {
     let now_ms = app.now_ms();
     // A retry with the same Idempotency-Key makes the same passage.
-    let id = match headers.get("idempotency-key").and_then(|key| key.to_str().ok()) {
+    let id = match &request.meta.key {
         Some(key) => derived_id("passage", format!("{agent_id}:{key}").as_bytes()),
         None => new_id("passage", now_ms, app.random(), app.random()),
     };
     respond(
         async {
-            let request: PassageBody = parse_body(&body)?;
-            if request.text.trim().is_empty() {
+            let body: PassageBody = parse_body(&request.body)?;
+            if body.text.trim().is_empty() {
                 return Err(ApiError::new(422, "text must not be empty"));
             }
-            let embedding = app.embedder.embed(&request.text).await?;
+            let embedding = app.embedder.embed(&body.text).await?;
             let passage = Passage {
                 id,
-                text: request.text,
+                text: body.text,
                 embedding,
                 created_at_ms: u64::try_from(now_ms).unwrap_or(0),
-                tags: request.tags.unwrap_or_default(),
+                tags: body.tags.unwrap_or_default(),
             };
-            mutate_agent(&app, &agent_id, &method, &uri, &headers, &body, |(): ()| {
-                Ok(AgentCommand::InsertPassage(passage))
-            })
-            .await
+            invoke_agent(&app, &agent_id, &request, AgentCommand::InsertPassage(passage)).await
         }
         .await,
     )
@@ -1158,35 +1112,21 @@ async fn search_passages(
 async fn delete_passage(
     State(app): State<Arc<App>>,
     Path((agent_id, passage_id)): Path<(String, String)>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
+    request: Mutation,
 ) -> Response {
     if !is_valid("passage", &passage_id) {
         return ApiError::not_found(format!("Passage {passage_id}")).into_response();
     }
-    respond(
-        mutate_agent(&app, &agent_id, &method, &uri, &headers, &body, |(): ()| {
-            Ok(AgentCommand::DeletePassage(passage_id))
-        })
-        .await,
-    )
+    respond(invoke_agent(&app, &agent_id, &request, AgentCommand::DeletePassage(passage_id)).await)
 }
 
 // ---------------------------------------------------------------- blocks
 
-async fn create_block(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn create_block(State(app): State<Arc<App>>, request: Mutation) -> Response {
     respond(
         async {
-            let meta = meta(&method, &uri, &headers, &body)?;
-            let request: CreateBlockBody = parse_body(&body)?;
+            let meta = request.meta.clone();
+            let request: CreateBlockBody = parse_body(&request.body)?;
             let now_ms = app.now_ms();
             let id = match &meta.key {
                 Some(key) => derived_id("block", key.as_bytes()),
@@ -1236,55 +1176,36 @@ async fn list_blocks(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Re
 async fn mutate_block<B: DeserializeOwned + Default>(
     app: &Arc<App>,
     block_id: &str,
-    method: &Method,
-    uri: &Uri,
-    headers: &HeaderMap,
-    body: &Bytes,
+    request: &Mutation,
     command: impl FnOnce(B) -> BlockCommand,
 ) -> Result<Value> {
-    let meta = meta(method, uri, headers, body)?;
+    let meta = &request.meta;
     if !is_valid("block", block_id) {
         return Err(ApiError::not_found(format!("Block {block_id}")));
     }
-    let command = command(parse_body(body)?);
-    let _guard = app.hold_key(&meta)?;
-    app.invoke_block(block_id, command, &meta).await
+    let command = command(parse_body(&request.body)?);
+    let _guard = app.hold_key(meta)?;
+    app.invoke_block(block_id, command, meta).await
 }
 
-async fn update_block(
-    State(app): State<Arc<App>>,
-    Path(block_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn update_block(State(app): State<Arc<App>>, Path(block_id): Path<String>, request: Mutation) -> Response {
     respond(
-        mutate_block(
-            &app,
-            &block_id,
-            &method,
-            &uri,
-            &headers,
-            &body,
-            |request: UpdateBlockBody| BlockCommand::Update(request.into()),
-        )
+        mutate_block(&app, &block_id, &request, |request: UpdateBlockBody| {
+            BlockCommand::Update(request.into())
+        })
         .await,
     )
 }
 
-async fn delete_block(
-    State(app): State<Arc<App>>,
-    Path(block_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn delete_block(State(app): State<Arc<App>>, Path(block_id): Path<String>, request: Mutation) -> Response {
     respond(
-        mutate_block(&app, &block_id, &method, &uri, &headers, &body, |(): ()| {
-            BlockCommand::Delete
-        })
+        async {
+            if !is_valid("block", &block_id) {
+                return Err(ApiError::not_found(format!("Block {block_id}")));
+            }
+            let _guard = app.hold_key(&request.meta)?;
+            app.invoke_block(&block_id, BlockCommand::Delete, &request.meta).await
+        }
         .await,
     )
 }
@@ -1399,11 +1320,11 @@ fn tool_from(request: ToolBody, now_ms: i64) -> Result<StoredTool> {
     })
 }
 
-async fn put_tool(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes, upsert: bool) -> Response {
+async fn put_tool(app: Arc<App>, request: Mutation, upsert: bool) -> Response {
     respond(
         async {
-            let meta = meta(&method, &uri, &headers, &body)?;
-            let tool = tool_from(parse_body(&body)?, app.now_ms())?;
+            let meta = request.meta.clone();
+            let tool = tool_from(parse_body(&request.body)?, app.now_ms())?;
             let mut txn = app.snapshot()?;
             if !upsert && read_tool(&mut txn, &tool.id)?.is_some() {
                 return Err(ApiError::new(
@@ -1419,24 +1340,12 @@ async fn put_tool(app: Arc<App>, method: Method, uri: Uri, headers: HeaderMap, b
     )
 }
 
-async fn create_tool(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    put_tool(app, method, uri, headers, body, false).await
+async fn create_tool(State(app): State<Arc<App>>, request: Mutation) -> Response {
+    put_tool(app, request, false).await
 }
 
-async fn upsert_tool(
-    State(app): State<Arc<App>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    put_tool(app, method, uri, headers, body, true).await
+async fn upsert_tool(State(app): State<Arc<App>>, request: Mutation) -> Response {
+    put_tool(app, request, true).await
 }
 
 async fn get_tool(State(app): State<Arc<App>>, Path(tool_id): Path<String>) -> Response {
@@ -1454,13 +1363,17 @@ async fn list_tools(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Res
         let limit = query.limit(50)?;
         let ascending = query.ascending(true)?;
         let mut txn = app.snapshot()?;
-        let mut all: Vec<StoredTool> = BUILTINS.clone();
+        let mut custom: Vec<StoredTool> = Vec::new();
         for (_, bytes) in scan_all(&mut txn, space(&TOOLS), b"", None)? {
-            all.push(
+            custom.push(
                 serde_json::from_slice(&bytes)
                     .map_err(|error| ApiError::new(500, format!("stored tool is not valid JSON: {error}")))?,
             );
         }
+        // Custom tool ids come from their names: list by creation time.
+        custom.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
+        let mut all: Vec<StoredTool> = BUILTINS.clone();
+        all.extend(custom);
         if let Some(name) = query.get("name") {
             all.retain(|tool| tool.name == name);
         }
@@ -1473,18 +1386,11 @@ async fn list_tools(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Res
     })())
 }
 
-async fn update_tool(
-    State(app): State<Arc<App>>,
-    Path(tool_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn update_tool(State(app): State<Arc<App>>, Path(tool_id): Path<String>, request: Mutation) -> Response {
     respond(
         async {
-            let meta = meta(&method, &uri, &headers, &body)?;
-            let request: ToolBody = parse_body(&body)?;
+            let meta = request.meta.clone();
+            let request: ToolBody = parse_body(&request.body)?;
             let mut txn = app.snapshot()?;
             if tools::builtin_by_id(&tool_id).is_some() {
                 return Err(ApiError::new(409, "built-in tools cannot be changed"));
@@ -1516,17 +1422,10 @@ async fn update_tool(
     )
 }
 
-async fn delete_tool(
-    State(app): State<Arc<App>>,
-    Path(tool_id): Path<String>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+async fn delete_tool(State(app): State<Arc<App>>, Path(tool_id): Path<String>, request: Mutation) -> Response {
     respond(
         async {
-            let meta = meta(&method, &uri, &headers, &body)?;
+            let meta = request.meta.clone();
             if tools::builtin_by_id(&tool_id).is_some() {
                 return Err(ApiError::new(409, "built-in tools cannot be deleted"));
             }

@@ -929,16 +929,6 @@ async fn without_an_llm_everything_but_messages_works() {
     .await;
     api.post_ok("/v1/blocks/", &json!({"label": "notes", "value": "n"}))
         .await;
-    let inserted = api
-        .post_ok(&format!("/v1/agents/{id}/archival-memory"), &json!({"text": "a fact"}))
-        .await;
-    assert_eq!(inserted[0]["text"], "a fact");
-    assert_eq!(
-        api.get_ok(&format!("/v1/agents/{id}/archival-memory/search?query=fact"))
-            .await["count"],
-        1
-    );
-
     for (path, body) in [
         (format!("/v1/agents/{id}/messages"), user("hi")),
         (format!("/v1/agents/{id}/messages/stream"), user("hi")),
@@ -951,6 +941,17 @@ async fn without_an_llm_everything_but_messages_works() {
         assert!(detail.starts_with("no LLM is configured"), "{detail}");
     }
     assert_eq!(api.all_messages(&id).await, Vec::<Value>::new());
+
+    // Archival memory needs no LLM (the embedder is local).
+    let inserted = api
+        .post_ok(&format!("/v1/agents/{id}/archival-memory"), &json!({"text": "a fact"}))
+        .await;
+    assert_eq!(inserted[0]["text"], "a fact");
+    assert_eq!(
+        api.get_ok(&format!("/v1/agents/{id}/archival-memory/search?query=fact"))
+            .await["count"],
+        1
+    );
 }
 
 // ------------------------------------------------------------------ 8
@@ -1399,4 +1400,23 @@ async fn bad_input_is_rejected_without_panics() {
     assert_eq!(api.get_ok(&format!("/v1/agents/{id}")).await["name"], "target");
     let stderr = server.stderr();
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn custom_tools_list_in_creation_order_and_page_with_after() {
+    // Custom tool ids are derived from the name (not time-ordered); the list
+    // is still in creation order (created_at, ties by id), built-ins first.
+    let dir = TestDir::new();
+    let server = Server::scripted(&dir);
+    let api = Api::new(&server);
+    let created: Vec<&str> = vec!["zeta_tool", "alpha_tool", "mid_tool", "beta_tool"];
+    for name in &created {
+        let source = format!("def {name}(x: str) -> str:\n    \"\"\"Does {name}.\"\"\"\n    return x\n");
+        api.post_ok("/v1/tools/", &json!({"source_code": source})).await;
+    }
+    let mut expected: Vec<String> = BUILTIN_TOOLS.iter().map(|name| name.to_string()).collect();
+    expected.extend(created.iter().map(|name| name.to_string()));
+    assert_eq!(names(&api.get_ok("/v1/tools/?order=asc").await), expected);
+    let paged = page_all(&api, "/v1/tools/?order=asc&limit=3", "after").await;
+    assert_eq!(names(&Value::Array(paged)), expected);
 }

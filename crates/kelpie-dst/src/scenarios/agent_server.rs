@@ -37,6 +37,7 @@ use kelpie_core::{ActorId, NodeEnv, NodeId};
 use kelpie_runtime::driver::OwnershipDriver;
 use kelpie_runtime::ownership::OwnershipConfig;
 use kelpie_runtime::runtime::STATE_KEY;
+use kelpie_server::agent::ArchivalEmbedder;
 use kelpie_server::app::{read_json, scan_all, space, ApiError, App, RequestMeta};
 use kelpie_server::config::ServerConfig;
 use kelpie_server::ops::{self, CreateAgentBody};
@@ -121,6 +122,45 @@ struct Committed {
     index: BTreeSet<String>,
     /// Block id → block, from `BLOCKS`.
     blocks: BTreeMap<String, StoredBlock>,
+    /// Block id → the agents whose record lists it.
+    block_users: BTreeMap<String, BTreeSet<String>>,
+    /// Agent name → the agents with a record of that name.
+    by_name: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Committed {
+    /// Replaces agent `id`'s entry (`None`: no trace of it at all).
+    fn set_agent(&mut self, id: &str, entry: Option<Option<AgentRecord>>) {
+        if let Some(Some(old)) = self.agents.remove(id) {
+            for block in &old.block_ids {
+                if let Some(users) = self.block_users.get_mut(block) {
+                    users.remove(id);
+                    if users.is_empty() {
+                        self.block_users.remove(block);
+                    }
+                }
+            }
+            if let Some(ids) = self.by_name.get_mut(&old.name) {
+                ids.remove(id);
+                if ids.is_empty() {
+                    self.by_name.remove(&old.name);
+                }
+            }
+        }
+        if let Some(entry) = entry {
+            if let Some(record) = &entry {
+                for block in &record.block_ids {
+                    self.block_users.entry(block.clone()).or_default().insert(id.to_string());
+                }
+                self.by_name.entry(record.name.clone()).or_default().insert(id.to_string());
+            }
+            self.agents.insert(id.to_string(), entry);
+        }
+    }
+
+    fn name_of(&self, id: &str) -> Option<&str> {
+        self.agents.get(id)?.as_ref().map(|record| record.name.as_str())
+    }
 }
 
 #[derive(Default)]
@@ -152,6 +192,9 @@ struct Ghost {
     touched_agents: BTreeSet<String>,
     touched_blocks: BTreeSet<String>,
     committed: Committed,
+    /// Agents and requests to re-check.
+    pending_agents: BTreeSet<String>,
+    pending_requests: BTreeSet<String>,
     /// Whether committed state or a history changed since the last check.
     dirty: bool,
     verdict: Option<Verdict>,
@@ -217,7 +260,8 @@ impl Ghost {
         self.dirty = true;
     }
 
-    /// Re-reads the touched agents and blocks from committed state.
+    /// Re-reads the touched agents and blocks from committed state, and
+    /// marks what their change may have broken for checking.
     fn refresh(&mut self) -> Result<(), String> {
         if self.touched_agents.is_empty() && self.touched_blocks.is_empty() {
             return Ok(());
@@ -238,33 +282,50 @@ impl Ghost {
             } else {
                 self.committed.index.remove(&id);
             }
-            match slot {
-                None if !indexed => {
-                    self.committed.agents.remove(&id);
-                }
-                slot => {
-                    self.committed.agents.insert(id, slot.and_then(|slot| slot.agent));
+            let old_name = self.committed.name_of(&id).map(str::to_string);
+            let entry = match slot {
+                None if !indexed => None,
+                slot => Some(slot.and_then(|slot| slot.agent)),
+            };
+            self.committed.set_agent(&id, entry);
+            let new_name = self.committed.name_of(&id).map(str::to_string);
+            for name in [old_name, new_name].into_iter().flatten() {
+                if let Some(key) = self.names.get(&name) {
+                    self.pending_requests.insert(key.clone());
                 }
             }
+            self.pending_agents.insert(id);
         }
         for id in std::mem::take(&mut self.touched_blocks) {
             match read_json::<StoredBlock>(&mut txn, blocks_space(), id.as_bytes()).map_err(api)? {
-                Some(block) => self.committed.blocks.insert(id, block),
+                Some(block) => self.committed.blocks.insert(id.clone(), block),
                 None => self.committed.blocks.remove(&id),
             };
+            if let Some(users) = self.committed.block_users.get(&id) {
+                self.pending_agents.extend(users.iter().cloned());
+            }
         }
         Ok(())
     }
 
+    /// Both invariants' verdicts: each agent and request is re-checked when
+    /// something it depends on changed (its record, index entry or listed
+    /// blocks; its request's responses), so a violation is found at the
+    /// event that causes it.
     fn verdict(&mut self) -> Verdict {
         if let Some(verdict) = self.verdict.as_ref().filter(|_| !self.dirty) {
             return verdict.clone();
         }
         self.dirty = false;
-        let verdict = match self.refresh().and_then(|()| match &self.read_error {
+        let previous = self.verdict.clone().unwrap_or(Verdict {
+            atomic: Ok(()),
+            idempotent: Ok(()),
+        });
+        let read = self.refresh().and_then(|()| match &self.read_error {
             Some(error) => Err(error.clone()),
             None => Ok(()),
-        }) {
+        });
+        let verdict = match read {
             Err(error) => {
                 let error = format!("cannot read committed state: {error}");
                 Verdict {
@@ -272,90 +333,104 @@ impl Ghost {
                     idempotent: Err(error),
                 }
             }
-            Ok(()) => Verdict {
-                atomic: self.check_atomic(),
-                idempotent: self.check_idempotent(),
-            },
+            Ok(()) => {
+                let agents = std::mem::take(&mut self.pending_agents);
+                let requests = std::mem::take(&mut self.pending_requests);
+                Verdict {
+                    atomic: previous
+                        .atomic
+                        .and_then(|()| agents.iter().try_for_each(|id| self.check_atomic(id))),
+                    idempotent: previous
+                        .idempotent
+                        .and_then(|()| requests.iter().try_for_each(|key| self.check_idempotent(key))),
+                }
+            }
         };
         self.verdict = Some(verdict.clone());
         verdict
     }
 
-    /// `AgentCreateAtomic`.
-    fn check_atomic(&self) -> Result<(), String> {
+    /// `AgentCreateAtomic` for agent `id`.
+    fn check_atomic(&self, id: &str) -> Result<(), String> {
         let committed = &self.committed;
-        for (id, record) in &committed.agents {
-            let indexed = committed.index.contains(id);
-            let record = match (record, indexed) {
-                (None, false) => continue,
-                (None, true) => return Err(format!("agent {id} is in the AGENTS index but has no committed record")),
-                (Some(record), false) => {
+        let Some(record) = committed.agents.get(id) else {
+            return Ok(());
+        };
+        let indexed = committed.index.contains(id);
+        let record = match (record, indexed) {
+            (None, false) => return Ok(()),
+            (None, true) => return Err(format!("agent {id} is in the AGENTS index but has no committed record")),
+            (Some(record), false) => {
+                return Err(format!(
+                    "agent {id} ({:?}) has a committed record but is not in the AGENTS index",
+                    record.name
+                ))
+            }
+            (Some(record), true) => record,
+        };
+        let Some(request) = self.names.get(&record.name).and_then(|key| self.requests.get(key)) else {
+            return Ok(());
+        };
+        let mut present = Vec::with_capacity(record.block_ids.len());
+        for block_id in &record.block_ids {
+            match committed.blocks.get(block_id) {
+                Some(block) => present.push((block.label.as_str(), block.value.as_str())),
+                None => {
                     return Err(format!(
-                        "agent {id} ({:?}) has a committed record but is not in the AGENTS index",
-                        record.name
+                        "agent {id} ({:?}, request {}) lists block {block_id}, which is not in BLOCKS",
+                        record.name, request.key
                     ))
                 }
-                (Some(record), true) => record,
-            };
-            let Some(request) = self.names.get(&record.name).and_then(|key| self.requests.get(key)) else {
-                continue;
-            };
-            let mut present = Vec::new();
-            for block_id in &record.block_ids {
-                match committed.blocks.get(block_id) {
-                    Some(block) => present.push((block.label.clone(), block.value.clone())),
-                    None => {
-                        return Err(format!(
-                            "agent {id} ({:?}, request {}) lists block {block_id}, which is not in BLOCKS",
-                            record.name, request.key
-                        ))
-                    }
-                }
             }
-            present.sort();
-            if present != request.blocks {
-                return Err(format!(
-                    "agent {id} ({:?}, request {}) is committed with blocks {present:?}; the request asked for {:?}",
-                    record.name, request.key, request.blocks
-                ));
-            }
+        }
+        present.sort_unstable();
+        let requested: Vec<(&str, &str)> = request
+            .blocks
+            .iter()
+            .map(|(label, value)| (label.as_str(), value.as_str()))
+            .collect();
+        if present != requested {
+            return Err(format!(
+                "agent {id} ({:?}, request {}) is committed with blocks {present:?}; the request asked for {requested:?}",
+                record.name, request.key
+            ));
         }
         Ok(())
     }
 
-    /// `IdempotentCreate`.
-    fn check_idempotent(&self) -> Result<(), String> {
-        let mut by_name: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for (id, record) in &self.committed.agents {
-            if let Some(record) = record {
-                by_name.entry(record.name.as_str()).or_default().push(id.as_str());
-            }
+    /// `IdempotentCreate` for the request under `key`.
+    fn check_idempotent(&self, key: &str) -> Result<(), String> {
+        let Some(request) = self.requests.get(key) else {
+            return Ok(());
+        };
+        let agents: Vec<&str> = self
+            .committed
+            .by_name
+            .get(&request.name)
+            .map(|ids| ids.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        if agents.len() > 1 {
+            return Err(format!(
+                "request {} ({:?}) created {} agents: {agents:?}",
+                request.key,
+                request.name,
+                agents.len()
+            ));
         }
-        for request in self.requests.values() {
-            let agents = by_name.get(request.name.as_str()).cloned().unwrap_or_default();
-            if agents.len() > 1 {
-                return Err(format!(
-                    "request {} ({:?}) created {} agents: {agents:?}",
-                    request.key,
-                    request.name,
-                    agents.len()
-                ));
-            }
-            let Some(first) = request.acknowledged.first() else {
-                continue;
-            };
-            if let Some(other) = request.acknowledged.iter().find(|id| *id != first) {
-                return Err(format!(
-                    "request {}: successful responses carried agent {first} and agent {other}",
-                    request.key
-                ));
-            }
-            if agents != [first.as_str()] {
-                return Err(format!(
-                    "request {}: acknowledged agent {first}, but committed state has {agents:?} named {:?}",
-                    request.key, request.name
-                ));
-            }
+        let Some(first) = request.acknowledged.first() else {
+            return Ok(());
+        };
+        if let Some(other) = request.acknowledged.iter().find(|id| *id != first) {
+            return Err(format!(
+                "request {}: successful responses carried agent {first} and agent {other}",
+                request.key
+            ));
+        }
+        if agents != [first.as_str()] {
+            return Err(format!(
+                "request {}: acknowledged agent {first}, but committed state has {agents:?} named {:?}",
+                request.key, request.name
+            ));
         }
         Ok(())
     }
@@ -388,6 +463,18 @@ impl Ghost {
             ));
         }
         Ok(self.committed.agents.values().filter(|record| record.is_some()).count())
+    }
+
+    /// Both invariants over every agent and request at once (a cross-check
+    /// of the incremental checks, at the end of a run).
+    fn check_all(&self) -> Result<(), (&'static str, String)> {
+        for id in self.committed.agents.keys() {
+            self.check_atomic(id).map_err(|error| (AGENT_CREATE_ATOMIC, error))?;
+        }
+        for key in self.requests.keys() {
+            self.check_idempotent(key).map_err(|error| (IDEMPOTENT_CREATE, error))?;
+        }
+        Ok(())
     }
 }
 
@@ -427,7 +514,15 @@ fn boot(env: NodeEnv, config: OwnershipConfig, ghost: SharedGhost) -> Arc<AgentS
             };
             let Some(node) = handle.upgrade() else { return };
             let config = ServerConfig::with_data_dir("/kelpie-simulated");
-            let app = App::over(env, store, driver, None, llm_info(), &config);
+            let app = App::over(
+                env,
+                store,
+                driver,
+                None,
+                llm_info(),
+                ArchivalEmbedder::default(),
+                &config,
+            );
             *node.app.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(app.clone());
             lock(&ghost).apps.insert(index, app);
         }),
@@ -520,6 +615,7 @@ async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize
             let mut ghost = lock(&ghost);
             ghost.stats.requests += 1;
             ghost.names.insert(name.clone(), key.clone());
+            ghost.pending_requests.insert(key.clone());
             ghost.requests.insert(
                 key.clone(),
                 Request {
@@ -550,6 +646,7 @@ async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize
                     if let Some(request) = ghost.requests.get_mut(&key) {
                         request.acknowledged.push(id);
                     }
+                    ghost.pending_requests.insert(key.clone());
                     ghost.stats.acknowledged += 1;
                     if attempts > 1 {
                         ghost.stats.acknowledged_after_retry += 1;
@@ -699,9 +796,14 @@ impl AgentServerScenario {
             .invariant(IDEMPOTENT_CREATE, move |_| lock(&idempotent_ghost).verdict().idempotent)
             .run()?;
         let mut ghost = lock(&ghost);
-        let agents_committed = ghost
-            .full_scan_agrees()
-            .map_err(|error| liveness_failure(&report, format!("harness: committed state misread: {error}")))?;
+        // The harness's own consistency: a mismatch is a bug of this file.
+        let agents_committed = match ghost.full_scan_agrees() {
+            Ok(count) => count,
+            Err(error) => panic!("seed {seed}: the tracked committed state is wrong: {error}"),
+        };
+        ghost
+            .check_all()
+            .map_err(|(invariant, message)| after_run_failure(&report, invariant, message))?;
         let stats = &ghost.stats;
         let coverage = AgentServerCoverage {
             requests: stats.requests,
@@ -720,8 +822,9 @@ impl AgentServerScenario {
             let waiting: Vec<usize> = (0..self.clients)
                 .filter(|client| !ghost.served_after_quiet.contains(client))
                 .collect();
-            return Err(liveness_failure(
+            return Err(after_run_failure(
                 &report,
+                CREATE_EVENTUALLY_SUCCEEDS,
                 format!(
                     "clients {waiting:?} got no create acknowledged from {:.3}s (faults stopped) to {:.3}s",
                     quiet.as_secs_f64(),
@@ -733,8 +836,9 @@ impl AgentServerScenario {
     }
 }
 
-/// A failure judged after the run (liveness), reported like a violation.
-fn liveness_failure(report: &SimReport, message: String) -> Box<SimFailure> {
+/// A failure judged after the run (liveness, the final cross-check),
+/// reported like a violation at the run's last step.
+fn after_run_failure(report: &SimReport, invariant: &'static str, message: String) -> Box<SimFailure> {
     let tail = report
         .trace
         .as_ref()
@@ -744,9 +848,7 @@ fn liveness_failure(report: &SimReport, message: String) -> Box<SimFailure> {
         seed: report.seed,
         step: report.steps,
         virtual_time: report.virtual_time,
-        kind: FailureKind::InvariantViolated {
-            invariant: CREATE_EVENTUALLY_SUCCEEDS,
-            message,
+        kind: FailureKind::InvariantViolated { invariant, message },
         },
         trace_tail: tail,
         faults: report.faults.clone(),
