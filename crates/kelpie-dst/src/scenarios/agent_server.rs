@@ -849,7 +849,6 @@ fn after_run_failure(report: &SimReport, invariant: &'static str, message: Strin
         step: report.steps,
         virtual_time: report.virtual_time,
         kind: FailureKind::InvariantViolated { invariant, message },
-        },
         trace_tail: tail,
         faults: report.faults.clone(),
         trace_hash: report.trace_hash.clone(),
