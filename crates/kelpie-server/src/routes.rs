@@ -138,6 +138,14 @@ async fn admission(State(app): State<Arc<App>>, request: Request, next: Next) ->
     let response = next.run(request).await;
     app.metrics.in_flight.dec();
     let elapsed = clock.now_monotonic().saturating_duration_since(started);
+    tracing::info!(
+        target: "kelpie_server::http",
+        method = %method,
+        route = %route,
+        status = response.status().as_u16(),
+        elapsed_us = u64::try_from(elapsed.as_micros()).unwrap_or(u64::MAX),
+        "request"
+    );
     app.metrics
         .requests
         .get_or_create(&crate::metrics::RequestLabels {
