@@ -467,8 +467,12 @@ async fn mutate_agent<B: DeserializeOwned + Default>(
 /// Runs `command` on agent `agent_id` for `request` (whose body, if any,
 /// was already read).
 async fn invoke_agent(app: &Arc<App>, agent_id: &str, request: &Mutation, command: AgentCommand) -> Result<Value> {
-    if !is_valid("agent", agent_id) {
-        return Err(ApiError::not_found(format!("Agent {agent_id}")));
+    // An unknown agent is a 404 without activating an actor for it (the
+    // actor checks again: the agent may be deleted in between). A keyed
+    // request goes to the actor regardless: its journal holds the first
+    // response (a retried DELETE answers 200 again, not 404).
+    if request.meta.key.is_none() {
+        read_agent(&mut app.snapshot()?, agent_id)?;
     }
     let _guard = app.hold_key(&request.meta)?;
     app.invoke_agent(agent_id, command, &request.meta, "").await

@@ -1420,3 +1420,30 @@ async fn custom_tools_list_in_creation_order_and_page_with_after() {
     let paged = page_all(&api, "/v1/tools/?order=asc&limit=3", "after").await;
     assert_eq!(names(&Value::Array(paged)), expected);
 }
+
+#[tokio::test]
+async fn a_keyed_delete_retried_returns_the_first_response_and_an_unkeyed_one_is_404() {
+    let dir = TestDir::new();
+    let server = Server::scripted(&dir);
+    let api = Api::new(&server);
+    let agent = api.create_agent("doomed").await;
+    let path = format!("/v1/agents/{agent}");
+    let keyed = |key: &'static str| {
+        api.request(reqwest::Method::DELETE, &path)
+            .header("idempotency-key", key)
+            .send()
+    };
+    let first = common::read(keyed("d1").await.expect("send")).await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    assert_eq!(
+        first.body,
+        json!({"message": format!("Agent id={agent} successfully deleted")})
+    );
+    let retry = common::read(keyed("d1").await.expect("send")).await;
+    assert_eq!(retry.status, 200, "{}", retry.text);
+    assert_eq!(retry.body, first.body);
+    let unkeyed = api.delete(&path).await;
+    assert_eq!(unkeyed.status, 404, "{}", unkeyed.text);
+    assert_eq!(unkeyed.detail(), format!("Agent {agent} not found"));
+    assert_eq!(api.count().await, 0);
+}

@@ -150,9 +150,15 @@ impl Committed {
         if let Some(entry) = entry {
             if let Some(record) = &entry {
                 for block in &record.block_ids {
-                    self.block_users.entry(block.clone()).or_default().insert(id.to_string());
+                    self.block_users
+                        .entry(block.clone())
+                        .or_default()
+                        .insert(id.to_string());
                 }
-                self.by_name.entry(record.name.clone()).or_default().insert(id.to_string());
+                self.by_name
+                    .entry(record.name.clone())
+                    .or_default()
+                    .insert(id.to_string());
             }
             self.agents.insert(id.to_string(), entry);
         }
@@ -688,7 +694,9 @@ async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize
                 }
             }
         }
-        env.clock.sleep(Duration::from_millis(env.rng.in_range(1, 20))).await;
+        // Think time: few enough agents that a run stays fast (every agent
+        // stays active, holding an owner key, for the whole run).
+        env.clock.sleep(Duration::from_millis(env.rng.in_range(10, 100))).await;
     }
 }
 
