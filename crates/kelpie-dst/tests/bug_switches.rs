@@ -8,6 +8,7 @@
 
 #![allow(dead_code)] // Each build uses the helpers of its own switch only.
 
+use kelpie_dst::scenarios::agent_server::AgentServerScenario;
 use kelpie_dst::scenarios::heartbeat::HeartbeatScenario;
 use kelpie_dst::scenarios::ownership::OwnershipScenario;
 use kelpie_dst::scenarios::runtime::RuntimeScenario;
@@ -31,6 +32,10 @@ fn ownership(seed: u64) -> Result<(), Box<SimFailure>> {
 
 fn runtime(seed: u64) -> Result<(), Box<SimFailure>> {
     RuntimeScenario::default().run(seed).map(|_| ())
+}
+
+fn agent_server(seed: u64) -> Result<(), Box<SimFailure>> {
+    AgentServerScenario::default().run(seed).map(|_| ())
 }
 
 /// Finds the first seed that fails, asserts it names `invariant`, and that
@@ -146,6 +151,18 @@ fn bug_runtime_drop_on_deactivate_is_caught() {
     assert_caught("bug-runtime-drop-on-deactivate", runtime, "GracefulDeactivation");
 }
 
+#[cfg(feature = "bug-server-nonatomic-create")]
+#[test]
+fn bug_server_nonatomic_create_is_caught() {
+    assert_caught("bug-server-nonatomic-create", agent_server, "AgentCreateAtomic");
+}
+
+#[cfg(feature = "bug-server-ignore-idempotency-key")]
+#[test]
+fn bug_server_ignore_idempotency_key_is_caught() {
+    assert_caught("bug-server-ignore-idempotency-key", agent_server, "IdempotentCreate");
+}
+
 #[cfg(not(any(
     feature = "bug-incarnation-no-fsync",
     feature = "bug-heartbeat-accept-stale-incarnation",
@@ -161,6 +178,8 @@ fn bug_runtime_drop_on_deactivate_is_caught() {
     feature = "bug-ownership-renew-without-holder-check",
     feature = "bug-runtime-unfenced-commit",
     feature = "bug-runtime-drop-on-deactivate",
+    feature = "bug-server-nonatomic-create",
+    feature = "bug-server-ignore-idempotency-key",
 )))]
 #[test]
 fn without_a_switch_the_search_seeds_pass() {
@@ -178,6 +197,9 @@ fn without_a_switch_the_search_seeds_pass() {
             panic!("{failure}");
         }
         if let Err(failure) = runtime(seed) {
+            panic!("{failure}");
+        }
+        if let Err(failure) = agent_server(seed) {
             panic!("{failure}");
         }
     }

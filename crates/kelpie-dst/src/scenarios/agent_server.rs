@@ -70,8 +70,8 @@ const ATTEMPT_DEADLINE: Duration = Duration::from_millis(1_500);
 const METHOD: &str = "POST";
 const PATH: &str = "/v1/agents";
 
-/// One simulated server node: its ownership driver and its `App` (once the
-/// shared store exists).
+/// One simulated server node: its `App` (once the shared store exists),
+/// built by [`App::over`] over the node's seams and ownership driver.
 pub struct AgentServerNode {
     index: usize,
     app: Mutex<Option<Arc<App>>>,
