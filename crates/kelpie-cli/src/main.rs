@@ -2,7 +2,7 @@
 //!
 //! - `kelpie` or `kelpie config [--config FILE]`: print the version and the
 //!   validated configuration (file, then `KELPIE_*` variables).
-//! - `kelpie dst --seed N [--scenario heartbeat|storage]`: run a simulation
+//! - `kelpie dst --seed N [--scenario heartbeat|storage|ownership|runtime|agent-server]`: run a simulation
 //!   with seed `N` and print the seed, steps, virtual time, fault effect
 //!   counts and trace hash.
 
@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use kelpie_core::KelpieConfig;
+use kelpie_dst::scenarios::agent_server::AgentServerScenario;
 use kelpie_dst::scenarios::heartbeat::HeartbeatScenario;
 use kelpie_dst::scenarios::ownership::OwnershipScenario;
 use kelpie_dst::scenarios::runtime::RuntimeScenario;
@@ -40,6 +41,9 @@ enum Scenario {
     Ownership,
     /// The actor runtime on 3+ nodes with retrying clients.
     Runtime,
+    /// The agent server on 2+ nodes: agents created with blocks and
+    /// idempotency keys, retried across crashes.
+    AgentServer,
 }
 
 #[derive(Debug, Subcommand)]
@@ -157,6 +161,30 @@ fn run_dst(options: DstOptions) -> ExitCode {
                 let line = format!(
                     "coverage: acknowledged={} actors_served_after_faults={}",
                     coverage.acknowledged, coverage.served_after_quiet
+                );
+                (report, Some(line))
+            })
+        }
+        Scenario::AgentServer if nodes < 2 => {
+            eprintln!("error: --nodes must be at least 2 for the agent-server scenario");
+            return ExitCode::from(2);
+        }
+        Scenario::AgentServer => {
+            let mut run = AgentServerScenario {
+                nodes,
+                max_virtual_time,
+                ..AgentServerScenario::default()
+            };
+            if no_faults {
+                run.faults = FaultConfig::none();
+            }
+            run.run(seed).map(|(report, coverage)| {
+                let line = format!(
+                    "coverage: requests={} acknowledged={} acknowledged_after_retry={} agents_committed={}",
+                    coverage.requests,
+                    coverage.acknowledged,
+                    coverage.acknowledged_after_retry,
+                    coverage.agents_committed
                 );
                 (report, Some(line))
             })
