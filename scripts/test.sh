@@ -54,7 +54,9 @@ for switch in \
     bug-ownership-unfenced-commit \
     bug-ownership-renew-without-holder-check \
     bug-runtime-unfenced-commit \
-    bug-runtime-drop-on-deactivate; do
+    bug-runtime-drop-on-deactivate \
+    bug-server-nonatomic-create \
+    bug-server-ignore-idempotency-key; do
     echo "-- $switch: simulator"
     cargo test --release --locked -p kelpie-dst --features "$switch" --test bug_switches
     if python3 - "$switch" <<'PY'

@@ -7,6 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+use kelpie_dst::scenarios::agent_server::AgentServerScenario;
 use kelpie_dst::scenarios::heartbeat::HeartbeatScenario;
 use kelpie_dst::scenarios::ownership::OwnershipScenario;
 use kelpie_dst::scenarios::runtime::RuntimeScenario;
@@ -53,7 +54,7 @@ struct FaultRow {
     tla: Vec<String>,
 }
 
-const SCENARIOS: [&str; 4] = ["heartbeat", "storage", "ownership", "runtime"];
+const SCENARIOS: [&str; 5] = ["heartbeat", "storage", "ownership", "runtime", "agent_server"];
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -220,6 +221,7 @@ fn evaluations(scenario: &str, seeds: std::ops::Range<u64>) -> BTreeMap<String, 
             "storage" => StorageScenario::default().run(seed),
             "ownership" => OwnershipScenario::default().run(seed).map(|(report, _)| report),
             "runtime" => RuntimeScenario::default().run(seed).map(|(report, _)| report),
+            "agent_server" => AgentServerScenario::default().run(seed).map(|(report, _)| report),
             other => panic!("unknown scenario {other}"),
         }
         .unwrap_or_else(|failure| panic!("{scenario} seed {seed} failed: {failure}"));

@@ -297,7 +297,25 @@ pub enum InvokeError {
     Storage(StorageError),
 }
 
+/// Why an invocation failed when its actor task stopped with it accepted.
+const TASK_STOPPED: &str = "actor task stopped";
+
 impl InvokeError {
+    /// Whether the invocation may have taken effect although it failed:
+    /// its commit's outcome is unknown (a storage I/O error at commit, an
+    /// actor task that died with it, a deadline). Retrying such an
+    /// invocation without an idempotency key may apply it twice; every
+    /// other error means nothing was applied.
+    pub fn outcome_unknown(&self) -> bool {
+        match self {
+            InvokeError::DeadlineExceeded { .. } => true,
+            InvokeError::Unavailable { reason, .. } => {
+                reason == STATE_UNKNOWN || reason == TASK_STOPPED || reason.starts_with("storage I/O error")
+            }
+            _ => false,
+        }
+    }
+
     /// Whether the same invocation may succeed if tried again.
     pub fn is_retryable(&self) -> bool {
         matches!(
@@ -432,7 +450,11 @@ enum Slot {
 /// What the journal stores as an invocation's result.
 #[derive(Serialize, Deserialize)]
 enum Outcome {
+    /// A reply, as a JSON array of byte values (records written before
+    /// `Json`; still decoded).
     Reply(Vec<u8>),
+    /// A reply: its JSON text (a quarter of `Reply`'s size).
+    Json(String),
     Failed(HandlerError),
     Panicked(String),
 }
@@ -545,7 +567,7 @@ impl<A: Actor> Runtime<A> {
                             // The actor task died with the message: nothing was acknowledged.
                             Err(_) => Err(InvokeError::Unavailable {
                                 actor: actor.clone(),
-                                reason: "actor task stopped".to_string(),
+                                reason: TASK_STOPPED.to_string(),
                             }),
                         };
                     }
@@ -957,6 +979,31 @@ impl<A: Actor> Inner<A> {
         self.run_handler(actor, serving, state, message, Some(entry)).await
     }
 
+    /// Stages an invocation's commit: its new state (and the token it was
+    /// written with) and its journal completion.
+    fn stage(
+        &self,
+        txn: &mut Transaction,
+        actor: &ActorId,
+        token: FencingToken,
+        changed: Option<&Bytes>,
+        entry: Option<&JournalEntry>,
+        outcome: &Outcome,
+    ) -> Result<(), StorageError> {
+        if let Some(encoded) = changed {
+            txn.put(actor, STATE_KEY, encoded.clone())?;
+            txn.put(actor, TOKEN_KEY, token.to_bytes())?;
+        }
+        if let Some(entry) = entry {
+            let recorded = serde_json::to_vec(outcome).map_err(|error| StorageError::Corrupt {
+                location: "journal result".to_string(),
+                reason: format!("invocation outcome not encodable: {error}"),
+            })?;
+            self.journal.complete(txn, entry, Bytes::from(recorded))?;
+        }
+        Ok(())
+    }
+
     async fn run_handler(
         &self,
         actor: &ActorId,
@@ -988,7 +1035,7 @@ impl<A: Actor> Inner<A> {
             Ok(Ok(reply)) => {
                 let encoded = Bytes::from(serde_json::to_vec(&next).map_err(codec)?);
                 let changed = (encoded != state.encoded).then_some(encoded);
-                (Outcome::Reply(serde_json::to_vec(&reply).map_err(codec)?), changed)
+                (Outcome::Json(serde_json::to_string(&reply).map_err(codec)?), changed)
             }
             Ok(Err(error)) => {
                 // A failed handler's writes are discarded.
@@ -1018,17 +1065,31 @@ impl<A: Actor> Inner<A> {
             }
             return outcome.into_result();
         }
-        if let Some(encoded) = &changed {
-            txn.put(actor, STATE_KEY, encoded.clone())
-                .map_err(InvokeError::Storage)?;
-            txn.put(actor, TOKEN_KEY, token.to_bytes())
-                .map_err(InvokeError::Storage)?;
-        }
-        if let Some(entry) = &entry {
-            let recorded = Bytes::from(serde_json::to_vec(&outcome).map_err(codec)?);
-            self.journal
-                .complete(&mut txn, entry, recorded)
-                .map_err(InvokeError::Storage)?;
+        let mut changed = changed;
+        let mut outcome = outcome;
+        if let Err(error) = self.stage(&mut txn, actor, token, changed.as_ref(), entry.as_ref(), &outcome) {
+            if error.is_retryable() {
+                return Err(self.storage_error(actor, error));
+            }
+            // The invocation's effects or result cannot be stored (over a
+            // limit): it fails as a whole, nothing of it applied, and its
+            // journal entry records the failure, so a retry gets it too and
+            // activation does not replay it again and again.
+            tracing::warn!(%actor, %error, "invocation cannot be committed; recording its failure");
+            txn = self.store.begin().map_err(InvokeError::Storage)?;
+            changed = None;
+            outcome = Outcome::Failed(HandlerError::new(format!(
+                "the invocation's effects or result cannot be stored ({error}); nothing was applied"
+            )));
+            match &entry {
+                Some(entry) => {
+                    let recorded = Bytes::from(serde_json::to_vec(&outcome).map_err(codec)?);
+                    self.journal
+                        .complete(&mut txn, entry, recorded)
+                        .map_err(InvokeError::Storage)?;
+                }
+                None => return outcome.into_result(),
+            }
         }
         if !cfg!(feature = "bug-runtime-unfenced-commit") {
             txn.require_fence(actor, token.to_bytes());
@@ -1073,6 +1134,7 @@ impl Outcome {
     fn into_result(self) -> Result<Bytes, InvokeError> {
         match self {
             Outcome::Reply(reply) => Ok(Bytes::from(reply)),
+            Outcome::Json(reply) => Ok(Bytes::from(reply)),
             Outcome::Failed(error) => Err(InvokeError::Handler(error)),
             Outcome::Panicked(message) => Err(InvokeError::HandlerPanicked { message }),
         }

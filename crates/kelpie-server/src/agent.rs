@@ -26,6 +26,7 @@ use serde_json::{json, Value};
 use crate::records::{
     message_id, message_key, passage_key, AgentRecord, AgentSlot, MessageBody, StoredBlock, StoredCall, StoredMessage,
     StoredTool, AGENTS, BLOCKS, MESSAGE_KEYS_END, MESSAGE_SEQ_MAX, PASSAGE_KEYS_END, PASSAGE_KEYS_START, TOOLS,
+    TOOL_KEYS,
 };
 use crate::render::{self, LlmInfo, MessageView};
 use crate::tools::{self, truncate_return};
@@ -227,11 +228,38 @@ pub enum BlockCommand {
     Delete,
 }
 
+/// Changes to a custom tool (`None`: unchanged).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ToolPatch {
+    /// New description.
+    pub description: Option<String>,
+    /// New tags.
+    pub tags: Option<Vec<String>>,
+    /// New return limit.
+    pub return_char_limit: Option<usize>,
+    /// New source.
+    pub source_code: Option<String>,
+    /// New schema (its `name` must stay the tool's name).
+    pub json_schema: Option<Value>,
+}
+
 /// What the tool actor does.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub enum ToolCommand {
-    /// Create the tool (or replace it: upsert).
-    Put(StoredTool),
+    /// Create the tool; 409 if one with its name exists. With the
+    /// request's scoped idempotency key, which must not have created
+    /// another tool (the tool's actor comes from its name, so a reused key
+    /// with another name reaches another actor: the key's record tells).
+    Create {
+        /// The tool.
+        tool: StoredTool,
+        /// The request's scoped idempotency key.
+        key: Option<String>,
+    },
+    /// Create or replace the tool.
+    Upsert(StoredTool),
+    /// Change the tool.
+    Update(ToolPatch),
     /// Delete it.
     Delete,
 }
@@ -246,6 +274,9 @@ fn json_error(error: serde_json::Error) -> HandlerError {
 
 /// Reads a shared block.
 pub fn read_block(ctx: &mut ActorContext<'_>, id: &str) -> Result<Option<StoredBlock>, HandlerError> {
+    if !crate::ids::is_valid("block", id) {
+        return Ok(None);
+    }
     match ctx.shared_get(&BLOCKS, id.as_bytes()).map_err(storage)? {
         Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(json_error),
         None => Ok(None),
@@ -260,6 +291,9 @@ fn write_block(ctx: &mut ActorContext<'_>, block: &StoredBlock) -> Result<(), Ha
 fn read_tool(ctx: &mut ActorContext<'_>, id: &str) -> Result<Option<StoredTool>, HandlerError> {
     if let Some(builtin) = tools::builtin_by_id(id) {
         return Ok(Some(builtin.clone()));
+    }
+    if !crate::ids::is_valid("tool", id) {
+        return Ok(None);
     }
     match ctx.shared_get(&TOOLS, id.as_bytes()).map_err(storage)? {
         Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(json_error),
@@ -396,6 +430,9 @@ impl AgentActor {
                     }
                 }
                 apply_agent_patch(&mut agent, patch);
+                // One entry per tool: model APIs reject duplicate tool names.
+                let mut seen = std::collections::BTreeSet::new();
+                agent.tool_ids.retain(|id| seen.insert(id.clone()));
                 agent.updated_at_ms = now_ms;
                 self.commit_agent(ctx, slot, agent)
             }
@@ -611,17 +648,36 @@ impl AgentActor {
                 input.otid.clone(),
             )?;
         }
-        let blocks = load_blocks(ctx, &next.block_ids)?;
-        let mut memory = CoreMemory::from_blocks(blocks.iter().map(StoredBlock::to_memory).collect())
-            .map_err(|error| HandlerError::new(format!("stored memory is invalid: {error}")))?;
+        let mut blocks = load_blocks(ctx, &next.block_ids)?;
+        // A shared block renamed through another agent or the blocks API can
+        // give this agent two blocks with one label: the first attached one
+        // is its memory under that label (the model could not tell them
+        // apart), the others wait until the clash is resolved.
+        let mut labels = std::collections::BTreeSet::new();
+        blocks.retain(|block| labels.insert(block.label.clone()));
+        let mut memory = CoreMemory::new();
+        for block in &blocks {
+            // Stored blocks were validated when written; one that no longer
+            // validates (a limit lowered below its value) is left out of the
+            // prompt rather than failing every message.
+            if let Err(error) = memory.insert(block.to_memory()) {
+                tracing::warn!(block = %block.id, %error, "block left out of the agent's memory");
+            }
+        }
         let mut agent_tools = Vec::new();
         for id in &next.tool_ids {
             if let Some(tool) = read_tool(ctx, id)? {
                 agent_tools.push(tool);
             }
         }
-        let history = load_history(ctx, agent.next_message_seq)?;
-        let mut conversation = vec![ChatMessage::system(system_prompt(&next, &memory))];
+        let system = system_prompt(&next, &memory);
+        // Roughly 3 characters per token, a quarter of the window kept for
+        // the reply and the tools.
+        let budget = usize::try_from(self.llm_info.context_window.saturating_mul(9) / 4)
+            .unwrap_or(usize::MAX)
+            .saturating_sub(system.chars().count());
+        let history = load_history(ctx, agent.next_message_seq, budget)?;
+        let mut conversation = vec![ChatMessage::system(system)];
         conversation.extend(to_chat(history.iter().chain(written.iter())));
         let request = ChatRequest::new(conversation).with_tools(agent_tools.iter().map(tool_spec).collect());
         let response = match llm.complete(request).await {
@@ -949,7 +1005,9 @@ pub fn load_blocks(ctx: &mut ActorContext<'_>, ids: &[String]) -> Result<Vec<Sto
     Ok(blocks)
 }
 
-fn load_history(ctx: &mut ActorContext<'_>, next_seq: u64) -> Result<Vec<StoredMessage>, HandlerError> {
+/// The newest messages (at most [`HISTORY_MESSAGES`], within `budget`
+/// characters) to send with a step.
+fn load_history(ctx: &mut ActorContext<'_>, next_seq: u64, budget: usize) -> Result<Vec<StoredMessage>, HandlerError> {
     let start = message_key(next_seq.saturating_sub(HISTORY_MESSAGES));
     let entries = ctx
         .scan(
@@ -962,6 +1020,17 @@ fn load_history(ctx: &mut ActorContext<'_>, next_seq: u64) -> Result<Vec<StoredM
         .iter()
         .map(|(_, bytes)| serde_json::from_slice(bytes).map_err(json_error))
         .collect::<Result<_, _>>()?;
+    // Keep the newest messages that fit the budget.
+    let mut used = 0usize;
+    let mut keep = history.len();
+    for message in history.iter().rev() {
+        used = used.saturating_add(message_chars(message));
+        if used > budget {
+            break;
+        }
+        keep -= 1;
+    }
+    history.drain(..keep);
     // A tool return whose call fell out of the window would be rejected by
     // the model's API: start after it.
     let orphans = history
@@ -970,6 +1039,17 @@ fn load_history(ctx: &mut ActorContext<'_>, next_seq: u64) -> Result<Vec<StoredM
         .count();
     history.drain(..orphans);
     Ok(history)
+}
+
+fn message_chars(message: &StoredMessage) -> usize {
+    match &message.body {
+        MessageBody::User { text } | MessageBody::Reasoning { text } | MessageBody::Assistant { text, call: None } => {
+            text.chars().count()
+        }
+        MessageBody::Assistant { text, call: Some(call) } => text.chars().count() + call.arguments.chars().count(),
+        MessageBody::ToolCall { call } => call.arguments.chars().count() + call.name.len(),
+        MessageBody::ToolReturn { text, .. } => text.chars().count(),
+    }
 }
 
 /// Every passage of the agent.
@@ -1023,7 +1103,8 @@ fn search_conversation(
 ) -> Result<Vec<Value>, HandlerError> {
     let needle = query.to_lowercase();
     let mut found = Vec::new();
-    let window = next_seq.saturating_sub(10_000);
+    // The newest page of messages (a scan returns one page, in key order).
+    let window = next_seq.saturating_sub(kelpie_core::limits::SCAN_PAGE_ENTRIES_MAX as u64);
     let entries = ctx
         .scan(
             Bound::Included(&message_key(window)),
@@ -1209,8 +1290,79 @@ impl Actor for BlockActor {
     }
 }
 
-/// The actor of a custom tool (`tool:<id>`).
+/// The actor of a custom tool (`tool:<id>`, the id derived from its name).
 pub struct ToolActor;
+
+fn write_tool(ctx: &mut ActorContext<'_>, tool: &StoredTool) -> Result<(), HandlerError> {
+    let bytes = serde_json::to_vec(tool).map_err(json_error)?;
+    ctx.shared_put(&TOOLS, tool.id.as_bytes(), bytes).map_err(storage)
+}
+
+impl ToolActor {
+    fn run(
+        ctx: &mut ActorContext<'_>,
+        fingerprint: &str,
+        command: ToolCommand,
+    ) -> Result<Result<Value, Failure>, HandlerError> {
+        let id = ctx.actor().key().to_string();
+        let current = read_tool(ctx, &id)?;
+        Ok(match (command, current) {
+            (ToolCommand::Create { tool, .. }, Some(_)) => Err(Failure::conflict(format!(
+                "a tool named {:?} already exists",
+                tool.name
+            ))),
+            (ToolCommand::Create { tool, key }, None) => {
+                if let Some(key) = key {
+                    let record = format!("key/{key}");
+                    if let Some(first) = ctx.shared_get(&TOOL_KEYS, record.as_bytes()).map_err(storage)? {
+                        if first != fingerprint.as_bytes() {
+                            return Ok(Err(Failure::invalid(
+                                "Idempotency-Key was already used with a different request body",
+                            )));
+                        }
+                    }
+                    ctx.shared_put(&TOOL_KEYS, record.as_bytes(), fingerprint.as_bytes().to_vec())
+                        .map_err(storage)?;
+                }
+                write_tool(ctx, &tool)?;
+                Ok(render::tool(&tool))
+            }
+            (ToolCommand::Upsert(tool), _) => {
+                write_tool(ctx, &tool)?;
+                Ok(render::tool(&tool))
+            }
+            (_, None) => Err(Failure::not_found(format!("Tool {id}"))),
+            (ToolCommand::Update(patch), Some(mut tool)) => {
+                if let Some(schema) = &patch.json_schema {
+                    if schema.get("name").and_then(Value::as_str) != Some(tool.name.as_str()) {
+                        return Ok(Err(Failure::invalid("json_schema.name must stay the tool's name")));
+                    }
+                }
+                if let Some(description) = patch.description {
+                    tool.description = Some(description);
+                }
+                if let Some(tags) = patch.tags {
+                    tool.tags = tags;
+                }
+                if let Some(limit) = patch.return_char_limit {
+                    tool.return_char_limit = limit.max(1);
+                }
+                if let Some(source) = patch.source_code {
+                    tool.source_code = Some(source);
+                }
+                if let Some(schema) = patch.json_schema {
+                    tool.json_schema = schema;
+                }
+                write_tool(ctx, &tool)?;
+                Ok(render::tool(&tool))
+            }
+            (ToolCommand::Delete, Some(_)) => {
+                ctx.shared_delete(&TOOLS, id.as_bytes()).map_err(storage)?;
+                Ok(json!({"message": format!("Tool id={id} successfully deleted")}))
+            }
+        })
+    }
+}
 
 impl Actor for ToolActor {
     type State = ();
@@ -1224,20 +1376,7 @@ impl Actor for ToolActor {
         message: Envelope<ToolCommand>,
     ) -> BoxFuture<'a, Result<Reply, HandlerError>> {
         async move {
-            let id = ctx.actor().key().to_string();
-            let exists = ctx.shared_get(&TOOLS, id.as_bytes()).map_err(storage)?.is_some();
-            let result = match message.command {
-                ToolCommand::Put(tool) => {
-                    let bytes = serde_json::to_vec(&tool).map_err(json_error)?;
-                    ctx.shared_put(&TOOLS, id.as_bytes(), bytes).map_err(storage)?;
-                    Ok(render::tool(&tool))
-                }
-                ToolCommand::Delete if exists => {
-                    ctx.shared_delete(&TOOLS, id.as_bytes()).map_err(storage)?;
-                    Ok(json!({"message": format!("Tool id={id} successfully deleted")}))
-                }
-                ToolCommand::Delete => Err(Failure::not_found(format!("Tool {id}"))),
-            };
+            let result = ToolActor::run(ctx, &message.fingerprint, message.command)?;
             Ok(Reply {
                 fingerprint: message.fingerprint,
                 result,

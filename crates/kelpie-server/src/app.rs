@@ -162,9 +162,12 @@ pub struct App {
     pub max_steps: u32,
     /// How long in-flight requests may run after a shutdown signal.
     pub drain_timeout: Duration,
+    /// How long one invocation may take (an agent step waits for its LLM).
+    invoke_deadline: Duration,
     draining: AtomicBool,
     in_flight: AtomicU64,
     running_keys: Mutex<BTreeSet<String>>,
+    runs: Mutex<std::collections::BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// Prometheus metrics.
     pub metrics: Metrics,
 }
@@ -177,6 +180,25 @@ pub struct Admission {
 impl Drop for Admission {
     fn drop(&mut self) {
         self.app.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Holds an agent's run; the next waiting run starts when dropped.
+pub struct RunGuard {
+    app: Arc<App>,
+    agent_id: String,
+    lock: Arc<tokio::sync::Mutex<()>>,
+    held: Option<tokio::sync::OwnedMutexGuard<()>>,
+}
+
+impl Drop for RunGuard {
+    fn drop(&mut self) {
+        self.held.take();
+        let mut runs = self.app.runs.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Only the map and this guard know the lock: nobody waits, forget it.
+        if Arc::strong_count(&self.lock) == 2 {
+            runs.remove(&self.agent_id);
+        }
     }
 }
 
@@ -362,9 +384,11 @@ impl App {
             llm_info,
             max_steps: config.max_steps,
             drain_timeout: config.drain_timeout,
+            invoke_deadline: config.llm_timeout.saturating_add(Duration::from_secs(60)),
             draining: AtomicBool::new(false),
             in_flight: AtomicU64::new(0),
             running_keys: Mutex::new(BTreeSet::new()),
+            runs: Mutex::new(std::collections::BTreeMap::new()),
             metrics: Metrics::new(),
         })
     }
@@ -418,12 +442,46 @@ impl App {
             clock.sleep(Duration::from_millis(5)).await;
         }
         if finished {
-            self.agents.shutdown().await;
-            self.blocks.shutdown().await;
-            self.tools.shutdown().await;
+            // Deactivate every actor; bounded too: an invocation whose
+            // request was abandoned may still be running.
+            let remaining = deadline.saturating_duration_since(clock.now_monotonic());
+            let stopped = kelpie_core::clock::timeout(clock.as_ref(), remaining, async {
+                self.agents.shutdown().await;
+                self.blocks.shutdown().await;
+                self.tools.shutdown().await;
+            })
+            .await;
+            finished = stopped.is_ok();
         }
         self.store.close();
         finished
+    }
+
+    /// Waits until agent `agent_id` runs no other message, then holds it:
+    /// one message at a time per agent, so two runs' steps never
+    /// interleave. A run that was waiting when the server began draining
+    /// is refused (503), not started.
+    pub async fn hold_run(self: &Arc<Self>, agent_id: &str) -> Result<RunGuard, ApiError> {
+        let lock = self
+            .runs
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .entry(agent_id.to_string())
+            .or_default()
+            .clone();
+        let held = lock.clone().lock_owned().await;
+        let guard = RunGuard {
+            app: self.clone(),
+            agent_id: agent_id.to_string(),
+            lock,
+            held: Some(held),
+        };
+        if self.is_draining() {
+            return Err(ApiError::unavailable(
+                "server is shutting down; retry on another node or after restart",
+            ));
+        }
+        Ok(guard)
     }
 
     /// Marks `meta`'s idempotency key as running; `Err(409)` if a request
@@ -457,7 +515,7 @@ impl App {
         A::Message: Clone,
     {
         let options = InvokeOptions {
-            deadline: Duration::from_secs(300),
+            deadline: self.invoke_deadline,
             idempotency_key: meta.key.as_ref().map(|key| format!("{key}{key_suffix}")),
         };
         let mut attempt = 0;
@@ -465,8 +523,10 @@ impl App {
             attempt += 1;
             match runtime.invoke(actor, command.clone(), options.clone()).await {
                 Ok(reply) => break reply,
+                // Retried only when nothing was applied, or under an
+                // idempotency key (the journal answers a repeat).
                 Err(error @ InvokeError::Unavailable { .. }) | Err(error @ InvokeError::Overloaded { .. })
-                    if attempt < INVOKE_ATTEMPTS =>
+                    if attempt < INVOKE_ATTEMPTS && (options.idempotency_key.is_some() || !error.outcome_unknown()) =>
                 {
                     tracing::debug!(%actor, %error, attempt, "retrying invocation");
                     self.env

@@ -51,7 +51,7 @@ fn main() -> ExitCode {
         match serve(app, listener, shutdown_signal()).await {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => {
-                eprintln!("error: drain timeout: some in-flight requests were abandoned (none of them committed)");
+                eprintln!("error: drain timeout: in-flight requests were abandoned (each step they committed stays; the rest was rolled back)");
                 ExitCode::FAILURE
             }
             Err(error) => {

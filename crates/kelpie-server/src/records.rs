@@ -30,6 +30,9 @@ pub static AGENTS: LazyLock<SharedSpace> = LazyLock::new(|| shared("agents"));
 pub static BLOCKS: LazyLock<SharedSpace> = LazyLock::new(|| shared("blocks"));
 /// The shared keyspace of custom tools.
 pub static TOOLS: LazyLock<SharedSpace> = LazyLock::new(|| shared("tools"));
+/// The shared keyspace recording which request (fingerprint) each scoped
+/// idempotency key created a custom tool for.
+pub static TOOL_KEYS: LazyLock<SharedSpace> = LazyLock::new(|| shared("tool-keys"));
 
 fn shared(name: &str) -> SharedSpace {
     match SharedSpace::new(name) {

@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use crate::agent::{
-    AgentCommand, AgentPatch, BlockCommand, BlockPatch, Input, StepCommand, StepOutcome, ToolCommand, NO_LLM,
+    AgentCommand, AgentPatch, BlockCommand, BlockPatch, Input, StepCommand, StepOutcome, ToolCommand, ToolPatch, NO_LLM,
 };
 use crate::app::{read_agent, read_json, scan_all, space, ApiError, App, RequestMeta};
 use crate::ids::{derived_id, is_valid, new_id};
@@ -49,8 +49,24 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut response = (status, axum::Json(json!({"detail": self.detail}))).into_response();
-        if let Some(seconds) = self.retry_after {
-            response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
+        match self.retry_after {
+            Some(seconds) => {
+                response.headers_mut().insert("retry-after", HeaderValue::from(seconds));
+            }
+            // The Letta SDK retries 409 and 5xx by default: a conflict that
+            // is not "still running" and a server error will not change on
+            // retry.
+            None if status == StatusCode::CONFLICT && !self.detail.contains("retry when") => {
+                response
+                    .headers_mut()
+                    .insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            None if status.is_server_error() => {
+                response
+                    .headers_mut()
+                    .insert("x-should-retry", HeaderValue::from_static("false"));
+            }
+            None => {}
         }
         response
     }
@@ -333,10 +349,18 @@ fn page<T>(mut items: Vec<T>, id: impl Fn(&T) -> &str, query: &Query, ascending:
     items
 }
 
+/// The block `id`, or `None` (also for an id that cannot be one).
+fn read_block(txn: &mut kelpie_storage::Transaction, id: &str) -> Result<Option<StoredBlock>> {
+    if !is_valid("block", id) {
+        return Ok(None);
+    }
+    read_json(txn, space(&BLOCKS), id.as_bytes())
+}
+
 fn blocks_of(txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Result<Vec<StoredBlock>> {
     let mut blocks = Vec::new();
     for id in &agent.block_ids {
-        if let Some(block) = read_json::<StoredBlock>(txn, space(&BLOCKS), id.as_bytes())? {
+        if let Some(block) = read_block(txn, id)? {
             blocks.push(block);
         }
     }
@@ -346,6 +370,9 @@ fn blocks_of(txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Resu
 fn read_tool(txn: &mut kelpie_storage::Transaction, id: &str) -> Result<Option<StoredTool>> {
     if let Some(builtin) = tools::builtin_by_id(id) {
         return Ok(Some(builtin.clone()));
+    }
+    if !is_valid("tool", id) {
+        return Ok(None);
     }
     read_json(txn, space(&TOOLS), id.as_bytes())
 }
@@ -404,9 +431,9 @@ async fn list_agents(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Re
         let mut txn = app.snapshot()?;
         let mut agents = Vec::new();
         for id in agent_ids(&mut txn)? {
-            let Ok(agent) = read_agent(&mut txn, &id) else {
-                continue;
-            };
+            // The index and the records change in one transaction, so an
+            // indexed agent's record is in the same snapshot.
+            let agent = read_agent(&mut txn, &id)?;
             if name.as_ref().is_some_and(|name| *name != agent.name) {
                 continue;
             }
@@ -677,7 +704,12 @@ fn prepare_run(app: &App, agent_id: &str, meta: RequestMeta, request: SendBody) 
                 text: message.content.text()?,
                 otid: message.otid,
             }),
-            other => return Err(ApiError::new(422, format!("messages of role {other:?} cannot be sent"))),
+            other => {
+                return Err(ApiError::new(
+                    422,
+                    format!("messages of role {other:?} cannot be sent (send role \"user\" or \"system\")"),
+                ))
+            }
         }
     }
     if let Some(content) = request.input {
@@ -758,6 +790,11 @@ async fn run_loop(
         if let Some(reason) = outcome.stop_reason {
             return Ok((usage, reason, outcome.error));
         }
+        // Shutting down: stop at this step boundary (every step so far is
+        // committed) rather than be cut off by the drain timeout.
+        if app.is_draining() {
+            return Ok((usage, "cancelled".to_string(), None));
+        }
     }
     Ok((usage, "max_steps".to_string(), None))
 }
@@ -781,8 +818,11 @@ impl Usage {
     }
 }
 
-fn stop_json(reason: &str) -> Value {
-    json!({"message_type": "stop_reason", "stop_reason": reason})
+fn stop_json(reason: &str, error: Option<&str>) -> Value {
+    match error {
+        Some(detail) => json!({"message_type": "stop_reason", "stop_reason": reason, "detail": detail}),
+        None => json!({"message_type": "stop_reason", "stop_reason": reason}),
+    }
 }
 
 async fn send_message(State(app): State<Arc<App>>, Path(agent_id): Path<String>, request: Mutation) -> Response {
@@ -802,6 +842,7 @@ async fn send_message(State(app): State<Arc<App>>, Path(agent_id): Path<String>,
     respond(
         async {
             let _guard = app.hold_key(&run.meta)?;
+            let _run = app.hold_run(&run.agent_id).await?;
             let mut messages = Vec::new();
             let collected = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
             let sink = collected.clone();
@@ -818,12 +859,12 @@ async fn send_message(State(app): State<Arc<App>>, Path(agent_id): Path<String>,
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .drain(..),
             );
-            if let Some(error) = error {
+            if let Some(error) = &error {
                 tracing::warn!(agent = %run.agent_id, %error, "agent run stopped on an error");
             }
             Ok(json!({
                 "messages": messages,
-                "stop_reason": stop_json(&reason),
+                "stop_reason": stop_json(&reason, error.as_deref()),
                 "usage": usage.to_json(),
             }))
         }
@@ -862,6 +903,23 @@ fn stream_run(app: Arc<App>, run: Run) -> Response {
             let _admission = admission;
             let _guard = guard;
             let mut events = sender.clone();
+            let _run_guard = match task_app.hold_run(&run.agent_id).await {
+                Ok(guard) => guard,
+                Err(error) => {
+                    let body = json!({
+                        "message_type": "error_message",
+                        "run_id": run.run_id,
+                        "error_type": "unavailable",
+                        "message": error.detail,
+                        "detail": error.detail,
+                        "status": error.status,
+                    });
+                    let _ = events
+                        .send(Event::default().event("error").data(body.to_string()))
+                        .await;
+                    return;
+                }
+            };
             let step_sender = sender.clone();
             let result = run_loop(&task_app, &run, move |outcome| {
                 let mut sender = step_sender.clone();
@@ -880,8 +938,9 @@ fn stream_run(app: Arc<App>, run: Run) -> Response {
             })
             .await;
             match result {
-                Ok((usage, reason, _)) => {
-                    let _ = events.send(Event::default().data(stop_json(&reason).to_string())).await;
+                Ok((usage, reason, error)) => {
+                    let stop = stop_json(&reason, error.as_deref());
+                    let _ = events.send(Event::default().data(stop.to_string())).await;
                     let _ = events.send(Event::default().data(usage.to_json().to_string())).await;
                     let _ = events.send(Event::default().data("[DONE]")).await;
                 }
@@ -1050,6 +1109,9 @@ async fn list_passages(State(app): State<Arc<App>>, Path(agent_id): Path<String>
         let mut txn = app.snapshot()?;
         let agent = read_agent(&mut txn, &agent_id)?;
         let mut passages = passages_of(&mut txn, &agent)?;
+        // Ids made from a key (or by the agent's own inserts) are not
+        // time-ordered: list by creation time.
+        passages.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
         if let Some(search) = query.get("search") {
             let needle = search.to_lowercase();
             passages.retain(|passage| passage.text.to_lowercase().contains(&needle));
@@ -1155,7 +1217,7 @@ async fn create_block(State(app): State<Arc<App>>, request: Mutation) -> Respons
 async fn get_block(State(app): State<Arc<App>>, Path(block_id): Path<String>) -> Response {
     respond((|| {
         let mut txn = app.snapshot()?;
-        read_json::<StoredBlock>(&mut txn, space(&BLOCKS), block_id.as_bytes())?
+        read_block(&mut txn, &block_id)?
             .map(|block| render::block(&block))
             .ok_or_else(|| ApiError::not_found(format!("Block {block_id}")))
     })())
@@ -1303,6 +1365,17 @@ fn tool_from(request: ToolBody, now_ms: i64) -> Result<StoredTool> {
             )
         })?,
     };
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err(ApiError::new(
+            422,
+            format!("tool name {name:?} must be 1 to 64 characters of letters, digits, '_' and '-' (model APIs accept no others)"),
+        ));
+    }
     if tools::builtin_by_name(&name).is_some() {
         return Err(ApiError::new(409, format!("tool name {name:?} is a built-in tool")));
     }
@@ -1337,16 +1410,17 @@ async fn put_tool(app: Arc<App>, request: Mutation, upsert: bool) -> Response {
         async {
             let meta = request.meta.clone();
             let tool = tool_from(parse_body(&request.body)?, app.now_ms())?;
-            let mut txn = app.snapshot()?;
-            if !upsert && read_tool(&mut txn, &tool.id)?.is_some() {
-                return Err(ApiError::new(
-                    409,
-                    format!("a tool named {:?} already exists", tool.name),
-                ));
-            }
             let _guard = app.hold_key(&meta)?;
             let id = tool.id.clone();
-            app.invoke_tool(&id, ToolCommand::Put(tool), &meta).await
+            let command = if upsert {
+                ToolCommand::Upsert(tool)
+            } else {
+                ToolCommand::Create {
+                    tool,
+                    key: meta.key.clone(),
+                }
+            };
+            app.invoke_tool(&id, command, &meta).await
         }
         .await,
     )
@@ -1402,33 +1476,22 @@ async fn update_tool(State(app): State<Arc<App>>, Path(tool_id): Path<String>, r
     respond(
         async {
             let meta = request.meta.clone();
-            let request: ToolBody = parse_body(&request.body)?;
-            let mut txn = app.snapshot()?;
+            let body: ToolBody = parse_body(&request.body)?;
             if tools::builtin_by_id(&tool_id).is_some() {
                 return Err(ApiError::new(409, "built-in tools cannot be changed"));
             }
-            let mut tool: StoredTool = read_json(&mut txn, space(&TOOLS), tool_id.as_bytes())?
-                .ok_or_else(|| ApiError::not_found(format!("Tool {tool_id}")))?;
-            if let Some(description) = request.description {
-                tool.description = Some(description);
+            if !is_valid("tool", &tool_id) {
+                return Err(ApiError::not_found(format!("Tool {tool_id}")));
             }
-            if let Some(tags) = request.tags {
-                tool.tags = tags;
-            }
-            if let Some(limit) = request.return_char_limit {
-                tool.return_char_limit = limit.max(1);
-            }
-            if let Some(source) = request.source_code {
-                tool.source_code = Some(source);
-            }
-            if let Some(schema) = request.json_schema {
-                if schema.get("name").and_then(Value::as_str) != Some(tool.name.as_str()) {
-                    return Err(ApiError::new(422, "json_schema.name must stay the tool's name"));
-                }
-                tool.json_schema = schema;
-            }
+            let patch = ToolPatch {
+                description: body.description,
+                tags: body.tags,
+                return_char_limit: body.return_char_limit,
+                source_code: body.source_code,
+                json_schema: body.json_schema,
+            };
             let _guard = app.hold_key(&meta)?;
-            app.invoke_tool(&tool_id, ToolCommand::Put(tool), &meta).await
+            app.invoke_tool(&tool_id, ToolCommand::Update(patch), &meta).await
         }
         .await,
     )

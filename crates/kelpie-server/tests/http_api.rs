@@ -1447,3 +1447,145 @@ async fn a_keyed_delete_retried_returns_the_first_response_and_an_unkeyed_one_is
     assert_eq!(unkeyed.detail(), format!("Agent {agent} not found"));
     assert_eq!(api.count().await, 0);
 }
+
+/// Review findings: each of these once broke an agent or returned a 500.
+#[tokio::test]
+async fn review_regressions_stay_fixed() {
+    let dir = TestDir::new();
+    let server = Server::scripted(&dir);
+    let api = Api::new(&server);
+
+    // Malformed ids are 404s, never storage errors.
+    let reply = api.post("/v1/agents/", &json!({"block_ids": [""]})).await;
+    assert_eq!(
+        (reply.status, reply.detail()),
+        (404, "Block  not found"),
+        "{}",
+        reply.text
+    );
+    let agent = api.create_agent("reviewed").await;
+    let long = "x".repeat(1100);
+    let reply = api
+        .patch_empty(&format!("/v1/agents/{agent}/core-memory/blocks/attach/{long}"))
+        .await;
+    assert_eq!(reply.status, 404, "{}", reply.text);
+    assert_eq!(api.get(&format!("/v1/blocks/{long}")).await.status, 404);
+    assert_eq!(api.get(&format!("/v1/tools/{long}")).await.status, 404);
+
+    // A shared block renamed to a label the agent already has does not
+    // break the agent's messages.
+    let blocks = api.get_ok(&format!("/v1/agents/{agent}/core-memory/blocks")).await;
+    let human = blocks
+        .as_array()
+        .expect("array")
+        .iter()
+        .find(|block| block["label"] == "human")
+        .expect("human block")["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let renamed = api
+        .patch(&format!("/v1/blocks/{human}"), &json!({"label": "persona"}))
+        .await;
+    assert_eq!(renamed.status, 200, "{}", renamed.text);
+    let sent = api
+        .post(
+            &format!("/v1/agents/{agent}/messages"),
+            &json!({"messages": [{"role": "user", "content": "still there?"}]}),
+        )
+        .await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    assert_eq!(sent.body["messages"][0]["content"], "Echo: still there?");
+
+    // Tool creates under an Idempotency-Key: a retry gets the first
+    // response, the key with another tool is 422, and creates nothing.
+    let tool = |name: &str| json!({"source_code": format!("def {name}(x: str) -> str:\n    return x\n")});
+    let first = api.post_keyed("/v1/tools/", &tool("alpha_tool"), "t1").await;
+    assert_eq!(first.status, 200, "{}", first.text);
+    let retry = api.post_keyed("/v1/tools/", &tool("alpha_tool"), "t1").await;
+    assert_eq!((retry.status, &retry.body), (200, &first.body), "{}", retry.text);
+    let reused = api.post_keyed("/v1/tools/", &tool("beta_tool"), "t1").await;
+    assert_eq!(
+        (reused.status, reused.detail()),
+        (422, "Idempotency-Key was already used with a different request body"),
+        "{}",
+        reused.text
+    );
+    assert_eq!(api.get_ok("/v1/tools/?name=beta_tool").await, json!([]));
+    let bad = api.post("/v1/tools/", &tool("has space")).await;
+    assert_eq!(bad.status, 422, "{}", bad.text);
+}
+
+#[tokio::test]
+async fn concurrent_messages_to_one_agent_run_one_after_the_other() {
+    let dir = TestDir::new();
+    let server = Server::scripted(&dir);
+    let api = Api::new(&server);
+    let agent = api.create_agent("queue").await;
+    let path = format!("/v1/agents/{agent}/messages");
+    let send = |text: &str| {
+        let body = json!({"messages": [{"role": "user", "content": text}]});
+        let (api, path) = (&api, path.clone());
+        async move { api.post(&path, &body).await }
+    };
+    let (a, b, c) = tokio::join!(send("one"), send("two"), send("three"));
+    for reply in [&a, &b, &c] {
+        assert_eq!(reply.status, 200, "{}", reply.text);
+    }
+    // Each run's user message is followed by its own answer: the runs did
+    // not interleave.
+    let history = api.all_messages(&agent).await;
+    let contents: Vec<&str> = history
+        .iter()
+        .map(|message| message["content"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(contents.len(), 6, "{contents:?}");
+    for pair in contents.chunks(2) {
+        assert_eq!(format!("Echo: {}", pair[0]), pair[1], "{contents:?}");
+    }
+}
+
+#[tokio::test]
+async fn a_keyed_request_whose_reply_is_too_large_to_journal_fails_cleanly() {
+    let dir = TestDir::new();
+    let mut server = Server::scripted(&dir);
+    let api = Api::new(&server);
+    // Two blocks of 200,000 characters: the agent as a response (blocks are
+    // listed twice, in `blocks` and `memory.blocks`) is over the journal's
+    // per-result limit.
+    let big = "a".repeat(200_000);
+    let agent = api
+        .post_ok(
+            "/v1/agents/",
+            &json!({"name": "big", "memory_blocks": [
+                {"label": "one", "value": big, "limit": 200_000},
+                {"label": "two", "value": big, "limit": 200_000},
+            ]}),
+        )
+        .await["id"]
+        .as_str()
+        .expect("id")
+        .to_string();
+    let path = format!("/v1/agents/{agent}");
+    let keyed = api
+        .request(reqwest::Method::PATCH, &path)
+        .header("idempotency-key", "big-1")
+        .json(&json!({"description": "renamed"}))
+        .send()
+        .await
+        .expect("send");
+    let keyed = common::read(keyed).await;
+    assert_eq!(keyed.status, 500, "{}", keyed.text);
+    assert!(keyed.detail().contains("cannot be stored"), "{}", keyed.text);
+    assert_eq!(api.get_ok(&path).await["description"], Value::Null, "nothing applied");
+    // The agent is not poisoned: unkeyed changes work, also after a restart
+    // (activation does not replay the failed entry forever).
+    assert_eq!(api.patch(&path, &json!({"description": "ok"})).await.status, 200);
+    server.terminate();
+    server.wait_exit(std::time::Duration::from_secs(10)).expect("exits");
+    let server = Server::scripted(&dir);
+    let api = Api::new(&server);
+    let reply = api.patch(&path, &json!({"description": "after restart"})).await;
+    assert_eq!(reply.status, 200, "{}", reply.text);
+    assert_eq!(api.get_ok(&path).await["description"], "after restart");
+}

@@ -7,16 +7,27 @@
 //! The store is the node's disk: a crash loses the node's process state
 //! (the invocation in flight, the recovery in progress), never a
 //! committed write (production acknowledges a commit only once durable;
-//! the disk-level bugs `storage-ack-before-sync` and
-//! `storage-nonatomic-apply` need the embedded engine or the committer task
-//! and are not modelled here). As with `KelpieTransaction`, the state keeps
+//! the disk-level bug `storage-ack-before-sync` needs the embedded engine
+//! and is not modelled here). As with `KelpieTransaction`, the state keeps
 //! the action log and each step replays it on a fresh production store and
 //! journal, recording what they answered.
+//!
+//! The store's tasks run on a [`StepSpawner`]: the memory engine commits
+//! inline, so in production builds every commit completes within its
+//! action. Under `bug-storage-nonatomic-apply` commits go through the
+//! store's committer task, which applies each write as its own engine
+//! write; `Complete`'s commit then stops after the committer queued its
+//! first engine write, and each `ApplyWrite` runs the next one (a `Crash`
+//! may come between them). Only `Complete`'s commit is split this way; the
+//! other commits (`Journal::append`'s) are driven to completion within
+//! their action.
 //!
 //! The invocation's effect appends its idempotency key to the actor's
 //! state, so the state is the sequence of applied effects.
 //!
-//! Actions (the spec's names): `Append(k)` (invocation `k` arrives:
+//! Actions (the spec's names): `ApplyWrite` (the committer applies the
+//! next engine write of the commit in flight; enabled only under
+//! `bug-storage-nonatomic-apply`), `Append(k)` (invocation `k` arrives:
 //! `Journal::append`; a completed duplicate is answered from its record, a
 //! pending one executed), `Complete` (effect + `Journal::complete` in one
 //! commit; acknowledges the client unless it is a replay), `Crash`,
@@ -41,11 +52,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::future::LocalBoxFuture;
 use kelpie_storage::journal::{AppendOutcome, EntryStatus, Journal, JournalEntry};
-use kelpie_storage::{StorageError, Store};
+use kelpie_storage::{CommitInfo, StorageError, Store, Transaction};
 use stateright::{Model, Property};
 
-use crate::common::{actor, complete, NoSpawner, StillClock, STATE_KEY};
+use crate::common::{actor, StepSpawner, StillClock, STATE_KEY};
 use crate::faulty::{Fault, FaultyEngine};
 
 /// An action of the model.
@@ -61,6 +73,9 @@ pub enum JAction {
     Restart,
     /// Recovery executes the next entry it was handed.
     Recover,
+    /// The store's committer applies the next engine write of the commit
+    /// in flight (only under `bug-storage-nonatomic-apply`).
+    ApplyWrite,
     /// An engine write fails with an I/O error: `Some(k)` the write of
     /// invocation `k`'s new journal entry (`Journal::append`), `None` the
     /// running invocation's effect + completion; `applied`: the write
@@ -80,6 +95,16 @@ pub enum Phase {
     Idle,
     /// Executing entry `sequence` (invocation `key`); `replay` if recovery runs it.
     Running {
+        /// The entry's sequence.
+        sequence: u64,
+        /// Its invocation.
+        key: u8,
+        /// Whether recovery runs it.
+        replay: bool,
+    },
+    /// Committing entry `sequence`'s effect and completion: the commit is
+    /// with the store's committer, some of its engine writes applied.
+    Committing {
         /// The entry's sequence.
         sequence: u64,
         /// Its invocation.
@@ -151,9 +176,15 @@ fn idempotency_key(k: u8) -> String {
     format!("inv-{k}")
 }
 
+type CommitFuture = LocalBoxFuture<'static, Result<CommitInfo, StorageError>>;
+
 struct World {
     engine: Arc<FaultyEngine>,
+    spawner: Arc<StepSpawner>,
     store: Store,
+    /// The commit with the store's committer: its future, entry and
+    /// whether recovery runs it.
+    committing: Option<(CommitFuture, JournalEntry, bool)>,
     journal: Journal,
     running: Option<(JournalEntry, bool)>,
     queue: Vec<JournalEntry>,
@@ -166,18 +197,21 @@ struct World {
 }
 
 impl World {
-    fn open(engine: &Arc<FaultyEngine>) -> (Store, Journal) {
-        let store = Store::new(engine.clone(), Arc::new(NoSpawner));
+    fn open(engine: &Arc<FaultyEngine>) -> (Arc<StepSpawner>, Store, Journal) {
+        let spawner = Arc::new(StepSpawner::default());
+        let store = Store::new(engine.clone(), spawner.clone());
         let journal = Journal::new(store.clone(), Arc::new(StillClock), Duration::from_secs(60));
-        (store, journal)
+        (spawner, store, journal)
     }
 
     fn new() -> Self {
         let engine = Arc::new(FaultyEngine::new());
-        let (store, journal) = Self::open(&engine);
+        let (spawner, store, journal) = Self::open(&engine);
         Self {
             engine,
+            spawner,
             store,
+            committing: None,
             journal,
             running: None,
             queue: Vec::new(),
@@ -207,7 +241,9 @@ impl World {
             sink.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).push(entry);
             Box::pin(async { Ok(()) })
         };
-        complete(self.journal.recover::<StorageError>(&mut replay)).expect("recover");
+        self.spawner
+            .drive(self.journal.recover::<StorageError>(&mut replay))
+            .expect("recover");
         let entries = std::mem::take(&mut *collected.lock().unwrap_or_else(|poisoned| poisoned.into_inner()));
         self.queue = entries;
     }
@@ -216,6 +252,13 @@ impl World {
     /// `Some` with the commit's outcome, `None` if the entry was completed
     /// meanwhile (nothing to commit).
     fn commit_completion(&mut self, entry: &JournalEntry) -> Option<Result<(), StorageError>> {
+        let txn = self.prepare_completion(entry)?;
+        Some(self.spawner.drive(txn.commit()).map(|_| ()))
+    }
+
+    /// The transaction of invocation `k`'s effect and its entry's
+    /// completion, uncommitted; `None` if the entry was completed meanwhile.
+    fn prepare_completion(&mut self, entry: &JournalEntry) -> Option<Transaction> {
         let actor = actor();
         let k = entry.payload.first().copied().expect("payload");
         let mut txn = self.store.begin().expect("begin");
@@ -227,7 +270,7 @@ impl World {
         effects.push(k);
         txn.put(&actor, STATE_KEY, Bytes::from(effects)).expect("write state");
         match self.journal.complete(&mut txn, entry, Bytes::from_static(b"ok")) {
-            Ok(()) => Some(complete(txn.commit()).map(|_| ())),
+            Ok(()) => Some(txn),
             // Completed meanwhile: nothing is applied.
             Err(StorageError::AlreadyCompleted { .. }) => None,
             Err(other) => panic!("complete: {other}"),
@@ -239,8 +282,8 @@ impl World {
         match action {
             JAction::Append(k) => {
                 let key = idempotency_key(k);
-                let outcome = complete(self.journal.append(&actor, Some(&key), Bytes::from(vec![k]), None))
-                    .expect("append on the memory engine");
+                let appended = self.journal.append(&actor, Some(&key), Bytes::from(vec![k]), None);
+                let outcome = self.spawner.drive(appended).expect("append on the memory engine");
                 match outcome {
                     AppendOutcome::Appended(entry) => self.running = Some((entry, false)),
                     AppendOutcome::Duplicate {
@@ -264,17 +307,20 @@ impl World {
             }
             JAction::Complete => {
                 let (entry, replay) = self.running.take().expect("an invocation runs");
-                let k = entry.payload.first().copied().expect("payload");
-                if let Some(outcome) = self.commit_completion(&entry) {
-                    outcome.expect("commit on the memory engine");
-                    if replay {
-                        self.replays += 1;
-                        if self.write_failures > 0 {
-                            self.replays_after_failure += 1;
-                        }
-                    } else {
-                        self.acked.insert(k);
+                if let Some(txn) = self.prepare_completion(&entry) {
+                    let mut commit: CommitFuture = Box::pin(txn.commit());
+                    match self.spawner.poll_once(&mut commit) {
+                        Some(outcome) => self.completed(&entry, replay, outcome),
+                        None => self.committing = Some((commit, entry, replay)),
                     }
+                }
+            }
+            JAction::ApplyWrite => {
+                let (mut commit, entry, replay) = self.committing.take().expect("a commit in flight");
+                assert!(self.spawner.run_blocking(), "an engine write is queued");
+                match self.spawner.poll_once(&mut commit) {
+                    Some(outcome) => self.completed(&entry, replay, outcome),
+                    None => self.committing = Some((commit, entry, replay)),
                 }
             }
             JAction::WriteFailed { key, applied } => {
@@ -282,7 +328,8 @@ impl World {
                 let failed = match key {
                     Some(k) => {
                         let key = idempotency_key(k);
-                        match complete(self.journal.append(&actor, Some(&key), Bytes::from(vec![k]), None)) {
+                        let appended = self.journal.append(&actor, Some(&key), Bytes::from(vec![k]), None);
+                        match self.spawner.drive(appended) {
                             Err(StorageError::Io { .. }) => true,
                             Err(other) => panic!("append: {other}"),
                             Ok(outcome) => panic!("append wrote nothing to fail: {outcome:?}"),
@@ -305,7 +352,7 @@ impl World {
                     self.write_failures += 1;
                     self.running = None;
                     self.queue.clear();
-                    (self.store, self.journal) = Self::open(&self.engine);
+                    (self.spawner, self.store, self.journal) = Self::open(&self.engine);
                     self.recover();
                 }
             }
@@ -313,12 +360,31 @@ impl World {
                 self.up = false;
                 self.running = None;
                 self.queue.clear();
+                if self.committing.take().is_some() {
+                    // The committer dies with the process, its remaining
+                    // engine writes unapplied; the node reopens the store.
+                    (self.spawner, self.store, self.journal) = Self::open(&self.engine);
+                }
             }
             JAction::Restart => self.recover(),
             JAction::Recover => {
                 let entry = self.queue.remove(0);
                 self.running = Some((entry, true));
             }
+        }
+    }
+
+    /// `Complete`'s commit answered: acknowledge (or count the replay).
+    fn completed(&mut self, entry: &JournalEntry, replay: bool, outcome: Result<CommitInfo, StorageError>) {
+        outcome.expect("commit on the memory engine");
+        let k = entry.payload.first().copied().expect("payload");
+        if replay {
+            self.replays += 1;
+            if self.write_failures > 0 {
+                self.replays_after_failure += 1;
+            }
+        } else {
+            self.acked.insert(k);
         }
     }
 
@@ -343,6 +409,12 @@ impl World {
             .collect();
         let phase = if !self.up {
             Phase::Down
+        } else if let Some((_, entry, replay)) = &self.committing {
+            Phase::Committing {
+                sequence: entry.sequence,
+                key: entry.payload.first().copied().unwrap_or(0),
+                replay: *replay,
+            }
         } else if let Some((entry, replay)) = &self.running {
             Phase::Running {
                 sequence: entry.sequence,
@@ -422,6 +494,7 @@ impl Model for KelpieJournal {
                     }
                 }
             }
+            Phase::Committing { .. } => actions.push(JAction::ApplyWrite),
             Phase::Recovering(_) => actions.push(JAction::Recover),
         }
         if state.view.phase != Phase::Down && crashes < self.max_crashes {

@@ -5,7 +5,7 @@
 use kelpie_spec::check;
 use kelpie_spec::journal::KelpieJournal;
 
-#[cfg(not(feature = "bug-journal-replay-completed"))]
+#[cfg(not(any(feature = "bug-journal-replay-completed", feature = "bug-storage-nonatomic-apply")))]
 #[test]
 fn kelpie_journal_holds_within_bounds() {
     check::holds_within_bounds("KelpieJournal", KelpieJournal::default());
@@ -15,4 +15,10 @@ fn kelpie_journal_holds_within_bounds() {
 #[test]
 fn replay_completed_breaks_replay_idempotent() {
     check::discovers(KelpieJournal::default(), "ReplayIdempotent");
+}
+
+#[cfg(feature = "bug-storage-nonatomic-apply")]
+#[test]
+fn nonatomic_apply_breaks_atomic_visibility() {
+    check::discovers(KelpieJournal::default(), "AtomicVisibility");
 }

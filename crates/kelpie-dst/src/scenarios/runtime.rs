@@ -12,6 +12,15 @@
 //!   order through the store's commit observer);
 //! - `GracefulDeactivation`: on a running node with no active actor, every
 //!   message ever accepted was answered (handled or bounced);
+//! - `NoResurrection` (the TLA+ `mem = store` of a serving activation, seen
+//!   where the in-memory state becomes observable: its commits): every
+//!   counter state the shared store applies is the durable value it
+//!   replaces plus one. A counter handler adds one to the activation's
+//!   in-memory state, so this holds iff the activation that committed held
+//!   exactly the durable state — not the state of an earlier activation,
+//!   nor one another node has since moved past (audited in commit order
+//!   through the engine's applied-writes observer, which also sees writes
+//!   whose answer was lost);
 //! - `Linearizable`: each actor's client history is linearizable with
 //!   respect to its sequential specification (a counter, a register),
 //!   checked by a Wing–Gong search ([`crate::linearizability`]) whenever the
@@ -27,12 +36,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use futures::future::BoxFuture;
 use kelpie_core::{ActorId, NodeEnv};
 use kelpie_runtime::driver::OwnershipDriver;
 use kelpie_runtime::ownership::OwnershipConfig;
 use kelpie_runtime::runtime::{
-    Actor, ActorContext, HandlerError, InvokeError, InvokeOptions, Runtime, RuntimeConfig, TOKEN_KEY,
+    Actor, ActorContext, HandlerError, InvokeError, InvokeOptions, Runtime, RuntimeConfig, STATE_KEY, TOKEN_KEY,
 };
 use kelpie_storage::Store;
 
@@ -53,6 +63,8 @@ use crate::simulation::{HarnessEnv, SimFailure, SimReport, Simulation, WorldView
 pub const GRACEFUL_DEACTIVATION: &str = "GracefulDeactivation";
 /// Invariant: no runtime answers more messages than it accepted.
 pub const ANSWERED_WERE_ACCEPTED: &str = "AnsweredWereAccepted";
+/// Invariant: an activation commits from exactly the durable state.
+pub const NO_RESURRECTION: &str = "NoResurrection";
 pub use super::ownership::{
     FENCING_TOKEN_MONOTONIC, LEASE_UNIQUENESS, LINEARIZABLE, NO_ZOMBIE_WRITE, SINGLE_ACTIVATION,
 };
@@ -70,6 +82,10 @@ async fn work(clock: &kelpie_core::clock::SharedClock, rng: &kelpie_core::rng::S
 pub struct CounterActor {
     clock: kelpie_core::clock::SharedClock,
     rng: kelpie_core::rng::SharedRng,
+    /// Planted defect ([`RuntimeScenario::plant_resurrection`]): the node
+    /// remembers each counter's state across deactivations and hands it to
+    /// the next activation instead of the state it loaded.
+    resurrect: Option<Mutex<BTreeMap<ActorId, u64>>>,
 }
 
 /// Counter messages.
@@ -86,13 +102,23 @@ impl Actor for CounterActor {
 
     fn handle<'a>(
         &'a self,
-        _ctx: &'a mut ActorContext<'_>,
+        ctx: &'a mut ActorContext<'_>,
         state: &'a mut u64,
         _message: CounterMessage,
     ) -> BoxFuture<'a, Result<u64, HandlerError>> {
         Box::pin(async move {
+            if let Some(memory) = &self.resurrect {
+                let memory = memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                if let Some(remembered) = memory.get(ctx.actor()) {
+                    *state = *remembered;
+                }
+            }
             work(&self.clock, &self.rng).await;
             *state += 1;
+            if let Some(memory) = &self.resurrect {
+                let mut memory = memory.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                memory.insert(ctx.actor().clone(), *state);
+            }
             Ok(*state)
         })
     }
@@ -193,6 +219,69 @@ struct Ghost {
     served_after_quiet: BTreeMap<ActorId, u64>,
     /// Applied commits audited for zombie writes.
     audit: FenceAudit,
+    /// Applied counter states audited for resurrection.
+    resurrection: ResurrectionAudit,
+}
+
+/// `NoResurrection`, audited on the shared store's applied writes, in
+/// order: every applied state of a counter actor is the durable state it
+/// replaces plus one (a counter handler's commit is its activation's
+/// in-memory state plus one, so a commit from any other state than the
+/// durable one — an earlier activation's, or one another owner has moved
+/// past — breaks it). Register writes are blind (the value written does not
+/// depend on the state), so registers are left to `Linearizable`.
+#[derive(Default)]
+pub struct ResurrectionAudit {
+    durable: BTreeMap<ActorId, u64>,
+    violation: Option<String>,
+}
+
+impl ResurrectionAudit {
+    /// Feeds one applied write transaction.
+    pub fn commit(&mut self, writes: &BTreeMap<Vec<u8>, Option<Bytes>>) {
+        use kelpie_storage::key::{split_raw_key, Space};
+        for (raw, value) in writes {
+            let Some((Space::State, actor, key)) = split_raw_key(raw) else {
+                continue;
+            };
+            if key != STATE_KEY || actor.namespace() != "counter" {
+                continue;
+            }
+            let written = value
+                .as_ref()
+                .and_then(|value| serde_json::from_slice::<u64>(value).ok());
+            let before = self.durable.get(&actor).copied().unwrap_or(0);
+            match written {
+                Some(written) if written == before + 1 => {
+                    self.durable.insert(actor, written);
+                }
+                other => {
+                    if self.violation.is_none() {
+                        self.violation = Some(format!(
+                            "{actor}: a commit replaced durable state {before} with {other:?}: \
+                             the committing activation did not hold the durable state"
+                        ));
+                    }
+                    if let Some(written) = other {
+                        self.durable.insert(actor, written);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The first violation seen, if any.
+    pub fn violation(&self) -> Option<&String> {
+        self.violation.as_ref()
+    }
+}
+
+/// `NoResurrection` over the audit so far.
+pub fn check_no_resurrection(audit: &ResurrectionAudit) -> Result<(), String> {
+    match audit.violation() {
+        Some(violation) => Err(violation.clone()),
+        None => Ok(()),
+    }
 }
 
 type SharedGhost = Arc<Mutex<Ghost>>;
@@ -249,7 +338,7 @@ impl Ghost {
     }
 }
 
-fn boot(env: NodeEnv, config: OwnershipConfig, ghost: SharedGhost) -> Arc<RuntimeNode> {
+fn boot(env: NodeEnv, config: OwnershipConfig, ghost: SharedGhost, plant_resurrection: bool) -> Arc<RuntimeNode> {
     let driver = OwnershipDriver::start(env.clone(), config);
     let node = Arc::new(RuntimeNode {
         driver: driver.clone(),
@@ -282,6 +371,7 @@ fn boot(env: NodeEnv, config: OwnershipConfig, ghost: SharedGhost) -> Arc<Runtim
             let counter_actor = CounterActor {
                 clock: env.clock.clone(),
                 rng: env.rng.clone(),
+                resurrect: plant_resurrection.then(Mutex::default),
             };
             let register_actor = RegisterActor {
                 clock: env.clock.clone(),
@@ -465,6 +555,11 @@ pub struct RuntimeScenario {
     pub config: OwnershipConfig,
     /// Virtual time to run.
     pub max_virtual_time: Duration,
+    /// Test-only planted defect, off by default: each node's counter actor
+    /// keeps its state across deactivations and a later activation on the
+    /// same node resumes from it (a resurrection), which `NoResurrection`
+    /// must report.
+    pub plant_resurrection: bool,
 }
 
 impl Default for RuntimeScenario {
@@ -476,6 +571,7 @@ impl Default for RuntimeScenario {
             config: lease_timing(),
             // Faults for 7 s; liveness judged from 7 + 3 + 2 = 12 s on.
             max_virtual_time: Duration::from_secs(14),
+            plant_resurrection: false,
         }
     }
 }
@@ -495,13 +591,16 @@ impl RuntimeScenario {
         let ghost: SharedGhost = Arc::default();
         let config = self.config;
         let nodes = self.nodes;
+        let plant_resurrection = self.plant_resurrection;
         // Liveness is judged once every fault already started has run its
         // course (the longest pause, partition or outage) plus two TTLs.
         let quiet = liveness_from(&self.faults, &config, self.max_virtual_time);
         let boot_ghost = ghost.clone();
         let store_ghost = ghost.clone();
         let mut simulation = Simulation::new(seed)
-            .nodes(self.nodes, move |env| boot(env, config, boot_ghost.clone()))
+            .nodes(self.nodes, move |env| {
+                boot(env, config, boot_ghost.clone(), plant_resurrection)
+            })
             .faults(self.faults.clone())
             .max_virtual_time(self.max_virtual_time)
             .harness("shared-store", move |env| {
@@ -511,7 +610,11 @@ impl RuntimeScenario {
                     let audit = store_ghost.clone();
                     let engine = FaultyEngine::new(
                         env.faults.clone(),
-                        Arc::new(move |writes| lock(&audit).audit.commit(writes, TOKEN_KEY)),
+                        Arc::new(move |writes| {
+                            let mut ghost = lock(&audit);
+                            ghost.audit.commit(writes, TOKEN_KEY);
+                            ghost.resurrection.commit(writes);
+                        }),
                     );
                     let store = Store::new(Arc::new(engine), env.spawner.clone());
                     lock(&store_ghost).store = Some(store);
@@ -526,6 +629,7 @@ impl RuntimeScenario {
         let fence_ghost = ghost.clone();
         let mut fences: BTreeMap<ActorId, u64> = BTreeMap::new();
         let history_ghost = ghost.clone();
+        let resurrection_ghost = ghost.clone();
         let report = simulation
             .invariant(SINGLE_ACTIVATION, check_single_activation::<RuntimeNode>)
             .invariant(LEASE_UNIQUENESS, check_lease_uniqueness::<RuntimeNode>)
@@ -544,6 +648,9 @@ impl RuntimeScenario {
             })
             .invariant(GRACEFUL_DEACTIVATION, check_graceful_deactivation)
             .invariant(ANSWERED_WERE_ACCEPTED, check_answered_were_accepted)
+            .invariant(NO_RESURRECTION, move |_| {
+                check_no_resurrection(&lock(&resurrection_ghost).resurrection)
+            })
             .invariant(LINEARIZABLE, move |_| lock(&history_ghost).check_linearizable())
             .run()?;
         let ghost = lock(&ghost);

@@ -21,6 +21,12 @@
 //!   store's commit observer reports applied commits, in order) wrote.
 //! - `ReplayIdempotent`: each journal actor's applied counter equals its
 //!   number of completed entries (no entry applied twice by replay).
+//! - `EffectsInOrder`: each journal actor's effects, live and replayed, are
+//!   applied in journal (append) order. Applying an entry also appends its
+//!   sequence to the actor's effect log in the same transaction, so the
+//!   durable effect log is the order the effects were applied in; in every
+//!   snapshot it is strictly increasing (an effect applied before an
+//!   earlier entry's, or applied twice, breaks it).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -42,6 +48,8 @@ pub const ATOMIC_VISIBILITY: &str = "AtomicVisibility";
 pub const SERIALIZABLE_ISOLATION: &str = "SerializableIsolation";
 /// See the module docs.
 pub const REPLAY_IDEMPOTENT: &str = "ReplayIdempotent";
+/// See the module docs.
+pub const EFFECTS_IN_ORDER: &str = "EffectsInOrder";
 
 const GROUPS: usize = 3;
 const KEYS_PER_GROUP: usize = 3;
@@ -81,6 +89,9 @@ struct Observation {
     journal: Vec<(u64, u64)>,
     /// Pending journal entries per journal actor.
     pending: Vec<u64>,
+    /// Per journal actor: the sequences of the entries whose effect was
+    /// applied, in the order they were applied.
+    effect_logs: Vec<Vec<u64>>,
     /// Taken right after recovery, before any client ran.
     after_recovery: bool,
 }
@@ -115,6 +126,17 @@ fn ghost_lock(ghost: &Ghost) -> MutexGuard<'_, StorageGhost> {
 #[derive(Debug, Default)]
 pub struct StorageNode;
 
+/// The journal actors' effect log: applied entries' sequences, in order.
+const EFFECT_LOG_KEY: &[u8] = b"effects";
+
+fn parse_effect_log(bytes: Option<Bytes>) -> Vec<u64> {
+    let Some(bytes) = bytes else { return Vec::new() };
+    String::from_utf8_lossy(&bytes)
+        .split(',')
+        .filter_map(|sequence| sequence.parse().ok())
+        .collect()
+}
+
 fn parse_u64(bytes: Option<Bytes>) -> u64 {
     bytes
         .and_then(|bytes| std::str::from_utf8(&bytes).ok().and_then(|text| text.parse().ok()))
@@ -128,6 +150,7 @@ struct Client {
     ghost: Ghost,
     node: String,
     epoch: u64,
+    plant_reorder: bool,
 }
 
 impl Client {
@@ -156,11 +179,13 @@ impl Client {
         drop(txn);
         let mut journal = Vec::new();
         let mut pending = Vec::new();
+        let mut effect_logs = Vec::new();
         for index in 0..JOURNAL_ACTORS {
             // Same poll as the snapshot above: no commit can interleave.
             let actor = journal_actor(index);
             let mut txn = self.store.begin()?;
             let applied = parse_u64(txn.get(&actor, b"applied")?);
+            effect_logs.push(parse_effect_log(txn.get(&actor, EFFECT_LOG_KEY)?));
             let completed = self
                 .journal
                 .entries(&actor)?
@@ -176,6 +201,7 @@ impl Client {
             counters,
             journal,
             pending,
+            effect_logs,
             after_recovery: false,
         })
     }
@@ -254,18 +280,40 @@ impl Client {
         let Ok(AppendOutcome::Appended(entry)) = appended else {
             return;
         };
+        if self.plant_reorder {
+            // Planted defect: a second entry is appended and applied before
+            // the first.
+            let second = format!("{key}.b");
+            if let Ok(AppendOutcome::Appended(later)) = self
+                .journal
+                .append(&actor, Some(&second), Bytes::from(second.clone()), None)
+                .await
+            {
+                let _ = apply_entry(&self.journal, &later).await;
+            }
+        }
         // A crash here leaves the entry pending for recovery to replay.
         self.pause().await;
         let _ = apply_entry(&self.journal, &entry).await;
     }
 }
 
-/// Applies a journal entry: increments the actor's applied counter and
-/// completes the entry, in one transaction.
+/// Applies a journal entry: increments the actor's applied counter, appends
+/// the entry's sequence to its effect log and completes the entry, in one
+/// transaction.
 async fn apply_entry(journal: &Journal, entry: &JournalEntry) -> Result<(), StorageError> {
     let mut txn = journal.store().begin()?;
     let applied = parse_u64(txn.get(&entry.actor, b"applied")?);
     txn.put(&entry.actor, b"applied", Bytes::from((applied + 1).to_string()))?;
+    let mut effects = txn
+        .get(&entry.actor, EFFECT_LOG_KEY)?
+        .map(|bytes| bytes.to_vec())
+        .unwrap_or_default();
+    if !effects.is_empty() {
+        effects.push(b',');
+    }
+    effects.extend_from_slice(entry.sequence.to_string().as_bytes());
+    txn.put(&entry.actor, EFFECT_LOG_KEY, Bytes::from(effects))?;
     journal.complete(&mut txn, entry, Bytes::from_static(b"ok"))?;
     txn.commit().await.map(|_| ())
 }
@@ -281,7 +329,7 @@ async fn retry<T>(env: &NodeEnv, mut attempt: impl FnMut() -> Result<T, StorageE
 
 impl StorageNode {
     /// Boots a node: opens its store, recovers, observes, starts clients.
-    pub fn start(env: NodeEnv, ghost: Ghost) -> Arc<StorageNode> {
+    pub fn start(env: NodeEnv, ghost: Ghost, plant_reorder: bool) -> Arc<StorageNode> {
         let node = env.node_id.to_string();
         let epoch = {
             let mut ghost = ghost_lock(&ghost);
@@ -339,6 +387,7 @@ impl StorageNode {
                     ghost,
                     node,
                     epoch,
+                    plant_reorder,
                 });
                 let mut observation = retry(&env, || client.observe()).await;
                 observation.after_recovery = true;
@@ -513,6 +562,28 @@ fn check_replay(ghost: &StorageGhost, checked: &mut BTreeMap<String, usize>) -> 
     Ok(())
 }
 
+/// `EffectsInOrder`: in every snapshot, each journal actor's effect log
+/// (the sequences of the entries applied, in the order their effects were
+/// committed) is strictly increasing: effects follow journal order, none
+/// applied twice.
+fn check_effects_in_order(ghost: &StorageGhost, checked: &mut BTreeMap<String, usize>) -> Result<(), String> {
+    for (node, state) in &ghost.nodes {
+        let from = checked.get(node).copied().unwrap_or(0);
+        for observation in &state.observations[from..] {
+            for (index, log) in observation.effect_logs.iter().enumerate() {
+                if let Some(pair) = log.windows(2).find(|pair| pair[0] >= pair[1]) {
+                    return Err(format!(
+                        "{node} snapshot at {:?}: journal-{index}'s effect of entry {} was applied after entry {}'s",
+                        observation.at, pair[1], pair[0]
+                    ));
+                }
+            }
+        }
+        checked.insert(node.clone(), state.observations.len());
+    }
+    Ok(())
+}
+
 /// A storage simulation.
 #[derive(Clone, Debug)]
 pub struct StorageScenario {
@@ -524,6 +595,10 @@ pub struct StorageScenario {
     pub max_virtual_time: Duration,
     /// Step bound.
     pub max_steps: u64,
+    /// Test-only planted defect, off by default: the journal client appends
+    /// a second entry and applies it before the first, which
+    /// `EffectsInOrder` must report.
+    pub plant_reorder: bool,
 }
 
 impl Default for StorageScenario {
@@ -537,6 +612,7 @@ impl Default for StorageScenario {
             faults,
             max_virtual_time: Duration::from_secs(5),
             max_steps: 1_000_000,
+            plant_reorder: false,
         }
     }
 }
@@ -546,12 +622,16 @@ impl StorageScenario {
     pub fn run(&self, seed: u64) -> Result<SimReport, Box<SimFailure>> {
         let ghost: Ghost = Arc::new(Mutex::new(StorageGhost::default()));
         let boot_ghost = ghost.clone();
-        let (g1, g2, g3, g4) = (ghost.clone(), ghost.clone(), ghost.clone(), ghost);
+        let (g1, g2, g3, g4) = (ghost.clone(), ghost.clone(), ghost.clone(), ghost.clone());
+        let g5 = ghost;
+        let plant_reorder = self.plant_reorder;
         let mut durable_checked = BTreeMap::new();
         let mut atomic_checked = BTreeMap::new();
         let mut replay_checked = BTreeMap::new();
         Simulation::new(seed)
-            .nodes(self.nodes, move |env| StorageNode::start(env, boot_ghost.clone()))
+            .nodes(self.nodes, move |env| {
+                StorageNode::start(env, boot_ghost.clone(), plant_reorder)
+            })
             .faults(self.faults.clone())
             .max_virtual_time(self.max_virtual_time)
             .max_steps(self.max_steps)
@@ -567,6 +647,10 @@ impl StorageScenario {
             })
             .invariant(REPLAY_IDEMPOTENT, move |_| {
                 check_replay(&ghost_lock(&g4), &mut replay_checked)
+            })
+            .invariant(EFFECTS_IN_ORDER, {
+                let mut checked = BTreeMap::new();
+                move |_| check_effects_in_order(&ghost_lock(&g5), &mut checked)
             })
             .run()
     }
