@@ -446,7 +446,12 @@ impl AgentActor {
             }
             AgentCommand::UpdateBlock { label, patch } => {
                 let blocks = load_blocks(ctx, &agent.block_ids)?;
-                let Some(block) = blocks.iter().find(|block| block.label == label) else {
+                // By label, as Letta's route names it, or by the block's id.
+                let Some(block) = blocks
+                    .iter()
+                    .find(|block| block.label == label)
+                    .or_else(|| blocks.iter().find(|block| block.id == label))
+                else {
                     return Ok(Err(Failure::not_found(format!(
                         "Block with label {label:?} of agent {}",
                         agent.id

@@ -553,9 +553,11 @@ async fn get_agent_block(State(app): State<Arc<App>>, Path((agent_id, label)): P
     respond((|| {
         let mut txn = app.snapshot()?;
         let agent = read_agent(&mut txn, &agent_id)?;
-        blocks_of(&mut txn, &agent)?
+        let blocks = blocks_of(&mut txn, &agent)?;
+        blocks
             .iter()
             .find(|block| block.label == label)
+            .or_else(|| blocks.iter().find(|block| block.id == label))
             .map(render::block)
             .ok_or_else(|| ApiError::not_found(format!("Block with label {label:?} of agent {agent_id}")))
     })())

@@ -1589,3 +1589,33 @@ async fn a_keyed_request_whose_reply_is_too_large_to_journal_fails_cleanly() {
     assert_eq!(reply.status, 200, "{}", reply.text);
     assert_eq!(api.get_ok(&path).await["description"], "after restart");
 }
+
+#[tokio::test]
+async fn an_agents_block_is_found_by_label_or_by_id() {
+    let dir = TestDir::new();
+    let server = Server::scripted(&dir);
+    let api = Api::new(&server);
+    let agent = api.create_agent("by-id").await;
+    let by_label = api
+        .get_ok(&format!("/v1/agents/{agent}/core-memory/blocks/human"))
+        .await;
+    let id = by_label["id"].as_str().expect("id").to_string();
+    let by_id = api.get_ok(&format!("/v1/agents/{agent}/core-memory/blocks/{id}")).await;
+    assert_eq!(by_id, by_label);
+    let patched = api
+        .patch_ok(
+            &format!("/v1/agents/{agent}/core-memory/blocks/{id}"),
+            &json!({"value": "The human is Alex."}),
+        )
+        .await;
+    assert_eq!(patched["label"], "human");
+    assert_eq!(patched["value"], "The human is Alex.");
+    let missing = api.get(&format!("/v1/agents/{agent}/core-memory/blocks/nope")).await;
+    assert_eq!(
+        (missing.status, missing.detail()),
+        (
+            404,
+            format!("Block with label \"nope\" of agent {agent} not found").as_str()
+        )
+    );
+}
