@@ -334,7 +334,12 @@ pub enum ArchivalEmbedder {
     /// [`HashingEmbedder`]: no service needed, same vectors everywhere.
     Hashing(HashingEmbedder),
     /// A remote provider.
-    Remote(Arc<dyn EmbeddingProvider>),
+    Remote {
+        /// The provider.
+        provider: Arc<dyn EmbeddingProvider>,
+        /// Its model, as agents report it.
+        model: String,
+    },
 }
 
 impl ArchivalEmbedder {
@@ -342,7 +347,7 @@ impl ArchivalEmbedder {
     pub async fn embed(&self, text: &str) -> Result<Vec<f32>, Failure> {
         match self {
             ArchivalEmbedder::Hashing(hashing) => Ok(hashing.embed(text)?),
-            ArchivalEmbedder::Remote(provider) => {
+            ArchivalEmbedder::Remote { provider, .. } => {
                 let texts = [text.to_string()];
                 let vectors = provider.embed(&texts).await.map_err(|error| Failure {
                     status: 502,
@@ -360,7 +365,23 @@ impl ArchivalEmbedder {
     pub fn dimensions(&self) -> usize {
         match self {
             ArchivalEmbedder::Hashing(hashing) => hashing.dimensions(),
-            ArchivalEmbedder::Remote(provider) => provider.dimensions(),
+            ArchivalEmbedder::Remote { provider, .. } => provider.dimensions(),
+        }
+    }
+
+    /// Letta's `embedding_config` for this embedder.
+    pub fn config(&self) -> Value {
+        match self {
+            ArchivalEmbedder::Hashing(hashing) => json!({
+                "embedding_model": "kelpie-hashing",
+                "embedding_endpoint_type": "hugging-face",
+                "embedding_dim": hashing.dimensions(),
+            }),
+            ArchivalEmbedder::Remote { provider, model } => json!({
+                "embedding_model": model,
+                "embedding_endpoint_type": "openai",
+                "embedding_dim": provider.dimensions(),
+            }),
         }
     }
 }
@@ -397,7 +418,13 @@ impl AgentActor {
                 tools.push(tool);
             }
         }
-        Ok(render::agent(agent, &blocks, &tools, &self.llm_info))
+        Ok(render::agent(
+            agent,
+            &blocks,
+            &tools,
+            &self.llm_info,
+            self.embedder.config(),
+        ))
     }
 
     async fn run(

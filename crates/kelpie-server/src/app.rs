@@ -293,16 +293,19 @@ impl App {
         let (llm, llm_info) = llm_from(&config.llm, config.llm_timeout)?;
         let embedder = match &config.embedding {
             None => ArchivalEmbedder::default(),
-            Some(settings) => ArchivalEmbedder::Remote(Arc::new(
-                kelpie_llm::OpenAiEmbeddings::new(
-                    settings.base_url.clone(),
-                    settings.api_key.clone(),
-                    settings.model.clone(),
-                    settings.dimensions,
-                    config.llm_timeout,
-                )
-                .map_err(|error| StartError::Other(format!("embedding provider: {error}")))?,
-            )),
+            Some(settings) => ArchivalEmbedder::Remote {
+                provider: Arc::new(
+                    kelpie_llm::OpenAiEmbeddings::new(
+                        settings.base_url.clone(),
+                        settings.api_key.clone(),
+                        settings.model.clone(),
+                        settings.dimensions,
+                        config.llm_timeout,
+                    )
+                    .map_err(|error| StartError::Other(format!("embedding provider: {error}")))?,
+                ),
+                model: settings.model.clone(),
+            },
         };
         Self::with_engine(Arc::new(engine), &config.data_dir, llm, llm_info, embedder, config)
     }

@@ -82,7 +82,13 @@ pub fn tool(tool: &StoredTool) -> Value {
 }
 
 /// An agent as Letta's `AgentState`.
-pub fn agent(agent: &AgentRecord, blocks: &[StoredBlock], tools: &[StoredTool], llm: &LlmInfo) -> Value {
+pub fn agent(
+    agent: &AgentRecord,
+    blocks: &[StoredBlock],
+    tools: &[StoredTool],
+    llm: &LlmInfo,
+    embedding_config: Value,
+) -> Value {
     let blocks: Vec<Value> = blocks.iter().map(block).collect();
     let tools: Vec<Value> = tools.iter().map(tool).collect();
     json!({
@@ -107,11 +113,7 @@ pub fn agent(agent: &AgentRecord, blocks: &[StoredBlock], tools: &[StoredTool], 
             "model_endpoint": llm.endpoint,
             "context_window": llm.context_window,
         },
-        "embedding_config": {
-            "embedding_model": "kelpie-hashing",
-            "embedding_endpoint_type": "hugging-face",
-            "embedding_dim": kelpie_memory::DEFAULT_HASHING_DIMS,
-        },
+        "embedding_config": embedding_config,
         "created_at": iso(agent.created_at_ms),
         "updated_at": iso(agent.updated_at_ms),
     })

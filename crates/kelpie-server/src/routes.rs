@@ -390,7 +390,13 @@ fn tools_of(txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Resul
 pub(crate) fn render_agent(app: &App, txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Result<Value> {
     let blocks = blocks_of(txn, agent)?;
     let tools = tools_of(txn, agent)?;
-    Ok(render::agent(agent, &blocks, &tools, &app.llm_info))
+    Ok(render::agent(
+        agent,
+        &blocks,
+        &tools,
+        &app.llm_info,
+        app.embedder.config(),
+    ))
 }
 
 // ---------------------------------------------------------------- agents

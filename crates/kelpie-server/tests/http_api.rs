@@ -1619,3 +1619,43 @@ async fn an_agents_block_is_found_by_label_or_by_id() {
         )
     );
 }
+
+#[tokio::test]
+async fn archival_memory_can_use_an_openai_compatible_embeddings_api() {
+    let fake = FakeOpenAi::start(Vec::new()).expect("fake embeddings API");
+    let dir = TestDir::new();
+    let server = Server::start(
+        &dir,
+        &[
+            "--llm-provider",
+            "scripted",
+            "--embedding-base-url",
+            &fake.base_url(),
+            "--embedding-model",
+            "fake-embed",
+            "--embedding-dimensions",
+            "64",
+        ],
+    );
+    let api = Api::new(&server);
+    let id = api.create_agent("remote-embeddings").await;
+    let agent = api.get_ok(&format!("/v1/agents/{id}")).await;
+    assert_eq!(
+        agent["embedding_config"],
+        json!({"embedding_model": "fake-embed", "embedding_endpoint_type": "openai", "embedding_dim": 64})
+    );
+    let path = format!("/v1/agents/{id}/archival-memory");
+    for text in ["the cat sat on the mat", "quantum computers use qubits"] {
+        assert_eq!(api.post(&path, &json!({"text": text})).await.status, 200);
+    }
+    let found = api.get_ok(&format!("{path}/search?query=cat%20mat&top_k=1")).await;
+    assert_eq!(found["count"], 1);
+    assert_eq!(found["results"][0]["content"], "the cat sat on the mat");
+    let embedding_calls: Vec<_> = fake
+        .recorded()
+        .into_iter()
+        .filter(|request| request.path == "/v1/embeddings")
+        .collect();
+    // Two inserts and one search query.
+    assert_eq!(embedding_calls.len(), 3);
+}
