@@ -845,7 +845,7 @@ async fn send_message(State(app): State<Arc<App>>, Path(agent_id): Path<String>,
         Err(error) => return error.into_response(),
     };
     if streaming {
-        return stream_run(app, run);
+        return stream_run(app, run).await;
     }
     respond(
         async {
@@ -887,7 +887,7 @@ async fn stream_message(State(app): State<Arc<App>>, Path(agent_id): Path<String
         prepare_run(&app, &agent_id, meta, request)
     })();
     match prepared {
-        Ok(run) => stream_run(app, run),
+        Ok(run) => stream_run(app, run).await,
         Err(error) => error.into_response(),
     }
 }
@@ -895,11 +895,17 @@ async fn stream_message(State(app): State<Arc<App>>, Path(agent_id): Path<String
 /// Streams a run over SSE: each committed step's messages as `data:`
 /// events, then the stop reason, the usage and `[DONE]`; a failure as
 /// `event: error`. The run holds its own admission, so a drain waits for it.
-fn stream_run(app: Arc<App>, run: Run) -> Response {
+async fn stream_run(app: Arc<App>, run: Run) -> Response {
     let Some(admission) = app.admit() else {
         return ApiError::unavailable("server is shutting down").into_response();
     };
     let guard = match app.hold_key(&run.meta) {
+        Ok(guard) => guard,
+        Err(error) => return error.into_response(),
+    };
+    // Wait for the agent's previous run before answering, so a run refused
+    // because the server began draining meanwhile is a plain 503.
+    let run_guard = match app.hold_run(&run.agent_id).await {
         Ok(guard) => guard,
         Err(error) => return error.into_response(),
     };
@@ -910,24 +916,8 @@ fn stream_run(app: Arc<App>, run: Run) -> Response {
         Box::pin(async move {
             let _admission = admission;
             let _guard = guard;
+            let _run_guard = run_guard;
             let mut events = sender.clone();
-            let _run_guard = match task_app.hold_run(&run.agent_id).await {
-                Ok(guard) => guard,
-                Err(error) => {
-                    let body = json!({
-                        "message_type": "error_message",
-                        "run_id": run.run_id,
-                        "error_type": "unavailable",
-                        "message": error.detail,
-                        "detail": error.detail,
-                        "status": error.status,
-                    });
-                    let _ = events
-                        .send(Event::default().event("error").data(body.to_string()))
-                        .await;
-                    return;
-                }
-            };
             let step_sender = sender.clone();
             let result = run_loop(&task_app, &run, move |outcome| {
                 let mut sender = step_sender.clone();
