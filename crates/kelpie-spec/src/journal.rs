@@ -7,8 +7,8 @@
 //! The store is the node's disk: a crash loses the node's process state
 //! (the invocation in flight, the recovery in progress), never a
 //! committed write (production acknowledges a commit only once durable;
-//! the disk-level bug `storage-ack-before-sync` needs the embedded engine
-//! and is not modelled here). As with `KelpieTransaction`, the state keeps
+//! the disk-level bug `storage-ack-before-sync` needs the embedded engine:
+//! [`crate::durability::KelpieDurability`] checks `Durability` there). As with `KelpieTransaction`, the state keeps
 //! the action log and each step replays it on a fresh production store and
 //! journal, recording what they answered.
 //!

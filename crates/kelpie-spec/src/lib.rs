@@ -12,10 +12,12 @@
 
 pub mod check;
 pub mod common;
+pub mod durability;
 pub mod faulty;
 pub mod journal;
 pub mod lease;
 pub mod linearizability;
+pub mod memdisk;
 pub mod single_activation;
 pub mod trace;
 pub mod transaction;
