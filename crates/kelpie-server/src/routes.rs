@@ -357,14 +357,23 @@ fn read_block(txn: &mut kelpie_storage::Transaction, id: &str) -> Result<Option<
     read_json(txn, space(&BLOCKS), id.as_bytes())
 }
 
-fn blocks_of(txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Result<Vec<StoredBlock>> {
-    let mut blocks = Vec::new();
-    for id in &agent.block_ids {
-        if let Some(block) = read_block(txn, id)? {
-            blocks.push(block);
+/// The records `ids` name, in order, skipping deleted ones.
+fn resolve<T>(
+    txn: &mut kelpie_storage::Transaction,
+    ids: &[String],
+    read: fn(&mut kelpie_storage::Transaction, &str) -> Result<Option<T>>,
+) -> Result<Vec<T>> {
+    let mut found = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(record) = read(txn, id)? {
+            found.push(record);
         }
     }
-    Ok(blocks)
+    Ok(found)
+}
+
+fn blocks_of(txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Result<Vec<StoredBlock>> {
+    resolve(txn, &agent.block_ids, read_block)
 }
 
 fn read_tool(txn: &mut kelpie_storage::Transaction, id: &str) -> Result<Option<StoredTool>> {
@@ -378,13 +387,7 @@ fn read_tool(txn: &mut kelpie_storage::Transaction, id: &str) -> Result<Option<S
 }
 
 fn tools_of(txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Result<Vec<StoredTool>> {
-    let mut found = Vec::new();
-    for id in &agent.tool_ids {
-        if let Some(tool) = read_tool(txn, id)? {
-            found.push(tool);
-        }
-    }
-    Ok(found)
+    resolve(txn, &agent.tool_ids, read_tool)
 }
 
 pub(crate) fn render_agent(app: &App, txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Result<Value> {
