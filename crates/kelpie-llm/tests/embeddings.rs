@@ -136,7 +136,8 @@ mod over_http {
     async fn the_chat_script_does_not_touch_embeddings_and_refused_is_transport() {
         let fake = FakeOpenAi::start(vec![FakeReply::status(500)]).unwrap();
         // The script answers chat routes only: embeddings still succeed.
-        assert!(client(&fake, 64).embed(&texts(&["x"])).await.is_ok());
+        let vectors = client(&fake, 64).embed(&texts(&["x"])).await.expect("embeddings");
+        assert_eq!(vectors.iter().map(Vec::len).collect::<Vec<_>>(), vec![64]);
         let err = OpenAiEmbeddings::new("http://127.0.0.1:1/v1", None, "m", 4, Duration::from_secs(5))
             .unwrap()
             .embed(&texts(&["x"]))

@@ -38,7 +38,10 @@ async fn steps_replay_in_order_then_echo() {
 async fn strict_scripts_fail_when_exhausted() {
     let llm = ScriptedProvider::strict(vec![ScriptStep::Reply(ChatResponse::text("only"))]);
     let request = ChatRequest::new(vec![ChatMessage::user("x")]);
-    assert!(llm.complete(request.clone()).await.is_ok());
+    assert_eq!(
+        llm.complete(request.clone()).await.map(|response| response.content),
+        Ok(Some("only".to_string()))
+    );
     let err = llm.complete(request).await.unwrap_err();
     assert_eq!(
         err,

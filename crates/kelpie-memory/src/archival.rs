@@ -397,7 +397,12 @@ mod tests {
             })
         );
         // Checked whatever k is.
-        assert!(top_k(&[1.0, 0.0], &passages, 0).is_err());
+        assert_eq!(
+            top_k(&[1.0, 0.0], &passages, 0),
+            Err(MemoryError::InvalidEmbedding {
+                reason: "passage \"short\" has 1 dimensions, the query has 2".to_owned(),
+            })
+        );
         let nan = vec![passage("nan", vec![f32::NAN, 0.0])];
         assert_eq!(
             top_k(&[1.0, 0.0], &nan, 1),

@@ -418,7 +418,10 @@ mod tests {
             })
         );
         // 100 multi-byte characters are fine: the maximum counts characters.
-        assert!(Block::new("i", "é".repeat(100), "", 10).is_ok());
+        assert_eq!(
+            Block::new("i", "é".repeat(100), "", 10).map(|block| block.label.chars().count()),
+            Ok(100)
+        );
         assert_eq!(
             Block::new("i", "a\u{7}b", "", 10),
             Err(MemoryError::InvalidLabel {
