@@ -215,6 +215,18 @@ pub enum AgentCommand {
     DeletePassage(String),
     /// Run one step of the agent loop.
     Step(StepCommand),
+    /// Set a working-memory entry (`ttl_ms`: `None` keeps it until
+    /// removed).
+    SetWorking {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+        /// Time to live, milliseconds.
+        ttl_ms: Option<u64>,
+    },
+    /// Remove a working-memory entry.
+    RemoveWorking(String),
 }
 
 /// What the standalone block actor does.
@@ -564,6 +576,24 @@ impl AgentActor {
                 slot.agent = Some(agent);
                 Ok(Ok(json!({"message": format!("Passage id={id} successfully deleted")})))
             }
+            AgentCommand::SetWorking { key, value, ttl_ms } => {
+                let now = u64::try_from(now_ms).unwrap_or(0);
+                if let Err(error) = agent.working_memory.set(&key, &value, ttl_ms, now) {
+                    return Ok(Err(error.into()));
+                }
+                let shown = working_entries(&agent.working_memory, now);
+                slot.agent = Some(agent);
+                Ok(Ok(shown))
+            }
+            AgentCommand::RemoveWorking(key) => {
+                let now = u64::try_from(now_ms).unwrap_or(0);
+                if agent.working_memory.remove(&key, now).is_none() {
+                    return Ok(Err(Failure::not_found(format!("Working-memory entry {key:?}"))));
+                }
+                let shown = working_entries(&agent.working_memory, now);
+                slot.agent = Some(agent);
+                Ok(Ok(shown))
+            }
             AgentCommand::Step(step) => {
                 let outcome = self.step(ctx, &mut agent, now_ms, step).await?;
                 slot.agent = Some(agent);
@@ -702,7 +732,10 @@ impl AgentActor {
                 agent_tools.push(tool);
             }
         }
-        let system = system_prompt(&next, &memory);
+        // Expired entries leave the state (and the prompt) as time passes.
+        let now = u64::try_from(now_ms).unwrap_or(0);
+        next.working_memory.expire(now);
+        let system = system_prompt(&next, &memory, now);
         // Roughly 3 characters per token, a quarter of the window kept for
         // the reply and the tools.
         let budget = usize::try_from(self.llm_info.context_window.saturating_mul(9) / 4)
@@ -953,6 +986,23 @@ impl AgentActor {
     }
 }
 
+/// The live entries of a working memory, as the API shows them.
+pub fn working_entries(memory: &kelpie_memory::WorkingMemory, now_ms: u64) -> Value {
+    Value::Array(
+        memory
+            .iter(now_ms)
+            .map(|(key, value)| {
+                let expires = memory.expires_at_ms(key, now_ms).flatten();
+                json!({
+                    "key": key,
+                    "value": value,
+                    "expires_at": expires.map(|ms| render::iso(i64::try_from(ms).unwrap_or(i64::MAX))),
+                })
+            })
+            .collect(),
+    )
+}
+
 /// The error of sending a message with no LLM configured.
 pub const NO_LLM: &str = "no LLM is configured: start kelpie-server with --llm-base-url (KELPIE_LLM_BASE_URL) \
 and --llm-api-key (KELPIE_LLM_API_KEY) for an OpenAI-compatible API, or --llm-provider anthropic with an API key";
@@ -1161,13 +1211,23 @@ fn search_conversation(
     Ok(found)
 }
 
-fn system_prompt(agent: &AgentRecord, memory: &CoreMemory) -> String {
+fn system_prompt(agent: &AgentRecord, memory: &CoreMemory, now_ms: u64) -> String {
+    let mut working = String::new();
+    for (key, value) in agent.working_memory.iter(now_ms) {
+        working.push_str(&format!("- {key}: {value}\n"));
+    }
+    let working = if working.is_empty() {
+        String::new()
+    } else {
+        format!("\n\n<working_memory>\n{working}</working_memory>")
+    };
     format!(
-        "{}\n\n{}\n\n<memory_metadata>\n- {} previous messages between you and the user are stored in recall memory (use conversation_search to find them)\n- {} passages are stored in archival memory (use archival_memory_search to find them)\n</memory_metadata>",
+        "{}\n\n{}\n\n<memory_metadata>\n- {} previous messages between you and the user are stored in recall memory (use conversation_search to find them)\n- {} passages are stored in archival memory (use archival_memory_search to find them)\n</memory_metadata>{}",
         agent.system,
         memory.compile(),
         agent.next_message_seq,
-        agent.passage_count
+        agent.passage_count,
+        working
     )
 }
 

@@ -149,6 +149,7 @@ pub async fn create_agent(app: &Arc<App>, request: CreateAgentBody, meta: &Reque
         tool_ids,
         next_message_seq: 0,
         passage_count: 0,
+        working_memory: crate::records::working_memory(),
         created_at_ms: now_ms,
         updated_at_ms: now_ms,
     };

@@ -97,10 +97,22 @@ pub struct AgentRecord {
     pub next_message_seq: u64,
     /// Passages stored.
     pub passage_count: u64,
+    /// Short-lived entries with TTLs (a Kelpie extension; shown to the
+    /// model while live; expired ones never count toward the capacity).
+    #[serde(default = "working_memory")]
+    pub working_memory: kelpie_memory::WorkingMemory,
     /// Creation time, Unix milliseconds.
     pub created_at_ms: i64,
     /// Last change, Unix milliseconds.
     pub updated_at_ms: i64,
+}
+
+/// Bytes of working memory per agent (keys plus values of live entries).
+pub const WORKING_MEMORY_BYTES: usize = 64 * 1024;
+
+/// An empty working memory of [`WORKING_MEMORY_BYTES`].
+pub fn working_memory() -> kelpie_memory::WorkingMemory {
+    kelpie_memory::WorkingMemory::new(WORKING_MEMORY_BYTES)
 }
 
 /// An agent actor's state: the record, or `None` before creation and after

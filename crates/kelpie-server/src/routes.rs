@@ -117,6 +117,11 @@ pub fn router(app: Arc<App>) -> Router {
             post(insert_passage).get(list_passages),
         )
         .route("/v1/agents/{agent_id}/archival-memory/search", get(search_passages))
+        .route("/v1/agents/{agent_id}/working-memory", get(list_working))
+        .route(
+            "/v1/agents/{agent_id}/working-memory/{key}",
+            axum::routing::put(set_working).delete(remove_working),
+        )
         .route(
             "/v1/agents/{agent_id}/archival-memory/{passage_id}",
             axum::routing::delete(delete_passage),
@@ -1193,6 +1198,51 @@ async fn delete_passage(
         return ApiError::not_found(format!("Passage {passage_id}")).into_response();
     }
     respond(invoke_agent(&app, &agent_id, &request, AgentCommand::DeletePassage(passage_id)).await)
+}
+
+// ---------------------------------------------------------------- working memory (Kelpie extension)
+
+#[derive(Debug, Default, Deserialize)]
+struct WorkingBody {
+    value: String,
+    ttl_ms: Option<u64>,
+}
+
+async fn list_working(State(app): State<Arc<App>>, Path(agent_id): Path<String>) -> Response {
+    respond((|| {
+        let mut txn = app.snapshot()?;
+        let agent = read_agent(&mut txn, &agent_id)?;
+        let now = u64::try_from(app.now_ms()).unwrap_or(0);
+        Ok(crate::agent::working_entries(&agent.working_memory, now))
+    })())
+}
+
+async fn set_working(
+    State(app): State<Arc<App>>,
+    Path((agent_id, key)): Path<(String, String)>,
+    request: Mutation,
+) -> Response {
+    respond(
+        mutate_agent(&app, &agent_id, &request, |body: WorkingBody| {
+            if key.is_empty() || key.len() > 256 {
+                return Err(ApiError::new(422, "working-memory key must be 1 to 256 bytes"));
+            }
+            Ok(AgentCommand::SetWorking {
+                key,
+                value: body.value,
+                ttl_ms: body.ttl_ms,
+            })
+        })
+        .await,
+    )
+}
+
+async fn remove_working(
+    State(app): State<Arc<App>>,
+    Path((agent_id, key)): Path<(String, String)>,
+    request: Mutation,
+) -> Response {
+    respond(invoke_agent(&app, &agent_id, &request, AgentCommand::RemoveWorking(key)).await)
 }
 
 // ---------------------------------------------------------------- blocks

@@ -1659,3 +1659,78 @@ async fn archival_memory_can_use_an_openai_compatible_embeddings_api() {
     // Two inserts and one search query.
     assert_eq!(embedding_calls.len(), 3);
 }
+
+#[tokio::test]
+async fn working_memory_entries_expire_and_are_shown_to_the_model_while_live() {
+    let fake = FakeOpenAi::start(Vec::new()).expect("fake LLM");
+    let dir = TestDir::new();
+    let server = Server::with_llm(&dir, &fake.base_url(), &[]);
+    let api = Api::new(&server);
+    let agent = api.create_agent("scratch").await;
+    let base = format!("/v1/agents/{agent}/working-memory");
+    let put = |key: &str, body: Value| {
+        api.request(reqwest::Method::PUT, &format!("{base}/{key}"))
+            .json(&body)
+            .send()
+    };
+    let kept = common::read(put("mood", json!({"value": "curious"})).await.expect("send")).await;
+    assert_eq!(kept.status, 200, "{}", kept.text);
+    assert_eq!(
+        kept.body,
+        json!([{"key": "mood", "value": "curious", "expires_at": null}])
+    );
+    let brief = common::read(
+        put("flash", json!({"value": "gone soon", "ttl_ms": 300}))
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(brief.status, 200, "{}", brief.text);
+    assert_eq!(api.get_ok(&base).await.as_array().expect("array").len(), 2);
+
+    // The model sees live entries in its system prompt.
+    let sent = api.post(&format!("/v1/agents/{agent}/messages"), &user("hi")).await;
+    assert_eq!(sent.status, 200, "{}", sent.text);
+    let system = fake.requests()[0]["messages"][0]["content"]
+        .as_str()
+        .expect("system prompt")
+        .to_string();
+    assert!(
+        system.contains("<working_memory>\n- flash: gone soon\n- mood: curious\n</working_memory>"),
+        "{system}"
+    );
+
+    // Expired entries disappear and never count toward the capacity.
+    let only_mood = json!([{"key": "mood", "value": "curious", "expires_at": null}]);
+    let mut listed = api.get_ok(&base).await;
+    for _ in 0..100 {
+        if listed == only_mood {
+            break;
+        }
+        // The server is another process: blocking this test's thread is fine.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        listed = api.get_ok(&base).await;
+    }
+    assert_eq!(listed, only_mood);
+    let too_big = common::read(
+        put("huge", json!({"value": "x".repeat(70 * 1024)}))
+            .await
+            .expect("send"),
+    )
+    .await;
+    assert_eq!(too_big.status, 422, "{}", too_big.text);
+    assert_eq!(
+        api.get_ok(&base).await.as_array().expect("array").len(),
+        1,
+        "nothing applied"
+    );
+    let removed = api.delete(&format!("{base}/mood")).await;
+    assert_eq!(
+        (removed.status, removed.body.clone()),
+        (200, json!([])),
+        "{}",
+        removed.text
+    );
+    let missing = api.delete(&format!("{base}/mood")).await;
+    assert_eq!(missing.status, 404, "{}", missing.text);
+}
