@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::driver::{install_fence, ClaimError, OwnershipDriver, ServingGrant};
+use crate::lifecycle::{Admission, Disposition, Lifecycle, Phase, Registration};
 use crate::ownership::FencingToken;
 
 /// The storage key of an actor's state.
@@ -587,9 +588,15 @@ impl<A: Actor> Runtime<A> {
     fn deliver(&self, actor: &ActorId, envelope: Mail) -> Delivery {
         let mut registry = self.inner.registry();
         let slot = registry.get(actor).cloned();
-        let sender = match slot {
-            Some(Slot::Draining) => return Delivery::Busy,
-            Some(Slot::Active { sender, .. }) if !sender.is_closed() => sender,
+        let registration = match &slot {
+            Some(Slot::Draining) => Registration::Closed,
+            Some(Slot::Active { sender, .. }) if !sender.is_closed() => Registration::Open,
+            // None, or a task that died: supervision deregisters it.
+            _ => Registration::Vacant,
+        };
+        let sender = match (registration.admit(), slot) {
+            (Admission::Busy, _) => return Delivery::Busy,
+            (Admission::Accept, Some(Slot::Active { sender, .. })) => sender,
             _ => {
                 let (sender, receiver) = mpsc::channel(self.inner.config.mailbox_depth.max(1));
                 let generation = self.inner.next_generation.fetch_add(1, Ordering::SeqCst);
@@ -757,6 +764,7 @@ impl<A: Actor> Inner<A> {
 
     async fn run_actor(self: Arc<Self>, actor: ActorId, mut mailbox: mpsc::Receiver<Mail>, generation: u64) {
         count(&self.stats.activations);
+        let mut life = Lifecycle::spawned();
         let (mut serving, mut state) = match Box::pin(self.activate(&actor)).await {
             Ok(activated) => activated,
             Err(error) => {
@@ -765,7 +773,8 @@ impl<A: Actor> Inner<A> {
                 // rather than hold it unserved. The slot is marked draining
                 // first, so no new activation starts (and claims) before
                 // this release.
-                Box::pin(self.finish(&actor, mailbox, generation, Some(error))).await;
+                life.stop(false);
+                Box::pin(self.finish(&actor, mailbox, generation, life, Some(error))).await;
                 return;
             }
         };
@@ -776,16 +785,20 @@ impl<A: Actor> Inner<A> {
                     count(&self.stats.replayed);
                     if let Err(error) = Box::pin(self.execute(&actor, &mut serving, &mut state, entry)).await {
                         tracing::warn!(%actor, %error, "replay failed; deactivating");
-                        Box::pin(self.finish(&actor, mailbox, generation, Some(error))).await;
+                        life.stop(false);
+                        Box::pin(self.finish(&actor, mailbox, generation, life, Some(error))).await;
                         return;
                     }
                 }
             }
             Err(error) => {
-                Box::pin(self.finish(&actor, mailbox, generation, Some(InvokeError::Storage(error)))).await;
+                life.stop(false);
+                let error = InvokeError::Storage(error);
+                Box::pin(self.finish(&actor, mailbox, generation, life, Some(error))).await;
                 return;
             }
         }
+        life.activated();
         let idle = self.config.idle_timeout;
         // One timer per idle period, not per message: when it fires, the
         // actor deactivates only if nothing arrived for a whole period.
@@ -809,13 +822,15 @@ impl<A: Actor> Inner<A> {
                 // Shutdown: deactivate.
                 Either::Left(_) => break,
             };
-            if !self.still_serving(&actor, &mut serving) {
+            let serving_now = self.still_serving(&actor, &mut serving);
+            if life.take(serving_now) != Disposition::Handle {
+                // Not serving: answer with an error and drain (not graceful).
                 let error = InvokeError::Unavailable {
                     actor: actor.clone(),
                     reason: SELF_FENCED.to_string(),
                 };
                 self.answer(envelope.reply, Err(error.clone()));
-                Box::pin(self.finish(&actor, mailbox, generation, Some(error))).await;
+                Box::pin(self.finish(&actor, mailbox, generation, life, Some(error))).await;
                 return;
             }
             // Boxed: an idle actor's task then holds only the mailbox wait.
@@ -831,25 +846,31 @@ impl<A: Actor> Inner<A> {
             let lost = stops_serving(&result);
             self.answer(envelope.reply, result);
             if lost {
+                life.lost_ownership();
                 let error = InvokeError::Unavailable {
                     actor: actor.clone(),
                     reason: "fenced by a newer owner".to_string(),
                 };
-                Box::pin(self.finish(&actor, mailbox, generation, Some(error))).await;
+                Box::pin(self.finish(&actor, mailbox, generation, life, Some(error))).await;
                 return;
             }
         }
-        Box::pin(self.finish(&actor, mailbox, generation, None)).await;
+        // Idle or shutdown: graceful while this node still serves the actor.
+        life.stop(self.ownership.serving_token(&actor).is_some());
+        Box::pin(self.finish(&actor, mailbox, generation, life, None)).await;
     }
 
-    /// Deactivates: closes the mailbox, then either handles every message
-    /// already accepted (graceful) or bounces them with `error`, releases
-    /// the actor and deregisters.
+    /// Deactivates (`life` is draining): closes the mailbox, then takes
+    /// every message already accepted and does what the lifecycle core
+    /// says: handle it (a graceful drain, while this node still serves the
+    /// actor) or answer it with an error (`error`, or "actor deactivated");
+    /// then releases the actor and deregisters.
     async fn finish(
         &self,
         actor: &ActorId,
         mut mailbox: mpsc::Receiver<Mail>,
         generation: u64,
+        mut life: Lifecycle,
         error: Option<InvokeError>,
     ) {
         {
@@ -859,44 +880,13 @@ impl<A: Actor> Inner<A> {
             }
         }
         mailbox.close();
-        // Graceful: accepted messages are handled, never dropped (while
-        // this node still owns the actor; otherwise they are bounced below).
-        let serving = if error.is_none() {
-            self.ownership.serving_token(actor)
-        } else {
-            None
-        };
-        if let Some(token) = serving {
-            let mut serving = Serving { token, grant: None };
-            if let Ok(mut state) = self.load_state(actor) {
-                while let Some(envelope) = mailbox.recv().await {
-                    if envelope.shutdown {
-                        continue;
-                    }
-                    if !self.still_serving(actor, &mut serving) {
-                        self.answer(
-                            envelope.reply,
-                            Err(InvokeError::Unavailable {
-                                actor: actor.clone(),
-                                reason: SELF_FENCED.to_string(),
-                            }),
-                        );
-                        continue;
-                    }
-                    let result = self
-                        .invoke_once(
-                            actor,
-                            &mut serving,
-                            &mut state,
-                            envelope.message,
-                            envelope.idempotency_key,
-                        )
-                        .await;
-                    let lost = stops_serving(&result);
-                    self.answer(envelope.reply, result);
-                    if lost {
-                        break;
-                    }
+        // A graceful drain handles with the token the node serves with now,
+        // on the state as durable storage has it.
+        let mut held = None;
+        if life.phase() == (Phase::Draining { graceful: true }) {
+            if let Some(token) = self.ownership.serving_token(actor) {
+                if let Ok(state) = self.load_state(actor) {
+                    held = Some((Serving { token, grant: None }, state));
                 }
             }
         }
@@ -908,12 +898,37 @@ impl<A: Actor> Inner<A> {
             if envelope.shutdown {
                 continue;
             }
-            if cfg!(feature = "bug-runtime-drop-on-deactivate") {
-                drop(envelope);
-                continue;
+            let was_graceful = life.phase() == (Phase::Draining { graceful: true });
+            let serving_now = match held.as_mut() {
+                Some((serving, _)) => self.still_serving(actor, serving),
+                None => false,
+            };
+            match (life.take(serving_now), held.as_mut()) {
+                (Disposition::Handle, Some((serving, state))) => {
+                    let result = self
+                        .invoke_once(actor, serving, state, envelope.message, envelope.idempotency_key)
+                        .await;
+                    if stops_serving(&result) {
+                        life.lost_ownership();
+                    }
+                    self.answer(envelope.reply, result);
+                }
+                (Disposition::Drop, _) => drop(envelope),
+                // Refused (or, defensively, Handle with nothing to handle with).
+                _ => {
+                    let error = if was_graceful {
+                        InvokeError::Unavailable {
+                            actor: actor.clone(),
+                            reason: SELF_FENCED.to_string(),
+                        }
+                    } else {
+                        bounce.clone()
+                    };
+                    self.answer(envelope.reply, Err(error));
+                }
             }
-            self.answer(envelope.reply, Err(bounce.clone()));
         }
+        life.drained();
         self.ownership.release(actor);
         count(&self.stats.deactivations);
         self.registry().swap_remove(actor);
