@@ -889,6 +889,11 @@ impl<A: Actor> Inner<A> {
                     held = Some((Serving { token, grant: None }, state));
                 }
             }
+            if held.is_none() {
+                // Nothing to handle with (the node stopped serving, or the
+                // state cannot be read): bounce everything.
+                life.lost_ownership();
+            }
         }
         let bounce = error.unwrap_or_else(|| InvokeError::Unavailable {
             actor: actor.clone(),
