@@ -59,14 +59,32 @@ for switch in \
     bug-server-ignore-idempotency-key; do
     echo "-- $switch: simulator"
     cargo test --release --locked -p kelpie-dst --features "$switch" --test bug_switches
-    if python3 - "$switch" <<'PY'
-import sys, tomllib
+    # The Stateright cell: the kelpie-spec test files whose cfgs name the
+    # switch, or the row's own test file (`stateright_test`, a model next to
+    # its code: crates/<pkg>/tests/<t>.rs).
+    cell="$(python3 - "$switch" <<'PY'
+import glob, os, sys, tomllib
 rows = tomllib.load(open("specs/alignment.toml", "rb"))["bug_switch"]
-sys.exit(0 if any(r["feature"] == sys.argv[1] and r["stateright"] for r in rows) else 1)
+for r in rows:
+    if r["feature"] == sys.argv[1] and r["stateright"]:
+        test = r.get("stateright_test")
+        if test:
+            parts = test.split("/")
+            print(f"-p {parts[1]} --test {parts[3].removesuffix('.rs')}")
+        else:
+            marker = f'feature = "{sys.argv[1]}"'
+            tests = sorted(
+                os.path.basename(path).removesuffix(".rs")
+                for path in glob.glob("crates/kelpie-spec/tests/*.rs")
+                if marker in open(path).read()
+            )
+            print(" ".join(["-p kelpie-spec"] + [f"--test {t}" for t in tests]))
 PY
-    then
-        echo "-- $switch: Stateright"
-        cargo test --release --locked -p kelpie-spec --features "$switch"
+)"
+    if [[ -n "$cell" ]]; then
+        echo "-- $switch: Stateright ($cell)"
+        # shellcheck disable=SC2086 # $cell is a list of cargo arguments
+        cargo test --release --locked --features "$switch" $cell
     fi
 done
 # The TLC cell of each switch ran above (scripts/tlc.sh: its buggy cfg must

@@ -80,7 +80,7 @@ impl HeartbeatMessage {
 }
 
 /// A peer's status as one node sees it.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum PeerStatus {
     /// Heard from within `suspect_after`.
     Alive,
@@ -89,7 +89,7 @@ pub enum PeerStatus {
 }
 
 /// What one node knows about a peer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct PeerView {
     /// The highest incarnation heard from the peer.
     pub incarnation: u64,
@@ -141,7 +141,7 @@ pub enum DetectorOutput {
 }
 
 /// The failure-detection protocol, sans I/O.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct FailureDetector {
     local: NodeId,
     incarnation: u64,

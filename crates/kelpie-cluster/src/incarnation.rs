@@ -2,8 +2,10 @@
 //!
 //! Two fixed slots in one file, each a checksummed record; a new incarnation
 //! is written to the slot not holding the current one and synced before it is
-//! used. A torn or half-lost write can only damage the slot being written, so
-//! the other still holds the previous incarnation.
+//! used, after the current one is made durable (written again and synced:
+//! it may be a write whose fsync failed). A torn or half-lost write can only
+//! damage the slot being written, so the other still holds the previous
+//! incarnation.
 
 use kelpie_core::disk::{Disk, DiskError};
 
@@ -63,14 +65,24 @@ pub fn read_current(disk: &dyn Disk) -> Result<u64, DiskError> {
 /// Durably moves to the next incarnation and returns it. Only a returned
 /// value may be used: it is on disk and synced.
 ///
-/// The file is synced *before* choosing the slot: what this process reads
-/// may be unsynced (a write whose sync failed earlier), and overwriting the
-/// slot holding the last used incarnation is only safe once the newer value
-/// in the other slot is durable.
+/// What this process reads may be unsynced: a write whose sync failed
+/// earlier (by this process, or by one that crashed while the machine kept
+/// running). Overwriting the slot holding the last *used* incarnation is
+/// only safe once the newer value in the other slot is durable, so before
+/// writing the next value the one read is made durable: the file is
+/// synced, and the value read is written again to its own slot and synced.
+/// The rewrite matters on kernels where a failed fsync marks the dirty
+/// pages clean (Linux): a later fsync then succeeds without persisting the
+/// earlier write, and only writing it again makes it durable.
 pub fn advance(disk: &dyn Disk) -> Result<u64, DiskError> {
     let file = disk.open(INCARNATION_FILE)?;
     file.sync_data()?;
-    let next = read_current(disk)?.checked_add(1).ok_or_else(|| DiskError::Io {
+    let current = read_current(disk)?;
+    if current > 0 {
+        file.write((current % 2) * SLOT_BYTES as u64, &encode_slot(current))?;
+        file.sync_data()?;
+    }
+    let next = current.checked_add(1).ok_or_else(|| DiskError::Io {
         file: INCARNATION_FILE.to_string(),
         operation: "write",
         message: "incarnation counter exhausted".to_string(),
@@ -98,6 +110,158 @@ mod tests {
         }
         assert_eq!(decode_slot(&[0; SLOT_BYTES]), None);
         assert_eq!(decode_slot(&slot[..10]), None);
+    }
+
+    /// A failed fsync that drops the dirty pages (the bug switch skips the
+    /// sync this scenario needs, so it is compiled out under it).
+    #[cfg(not(feature = "bug-incarnation-no-fsync"))]
+    mod fsync_gate {
+        use super::*;
+
+        /// One file whose failed fsync marks its dirty pages clean (Linux): the
+        /// unsynced writes stay readable but a later fsync does not persist
+        /// them. A crash keeps what is durable and tears every unsynced write
+        /// (its first half reaches the disk).
+        #[derive(Debug, Default)]
+        struct GateDisk {
+            state: std::sync::Mutex<GateState>,
+        }
+
+        #[derive(Debug, Default)]
+        struct GateState {
+            current: Vec<u8>,
+            durable: Vec<u8>,
+            /// Unsynced writes a sync would persist.
+            dirty: Vec<(u64, Vec<u8>)>,
+            /// The first sync that would persist a write of this incarnation fails.
+            fail_sync_of: Option<u64>,
+            /// The machine crashes while writing this incarnation, tearing it.
+            crash_writing: Option<u64>,
+            crashed: bool,
+        }
+
+        fn apply(bytes: &mut Vec<u8>, offset: u64, data: &[u8]) {
+            let start = usize::try_from(offset).expect("small offsets");
+            if bytes.len() < start + data.len() {
+                bytes.resize(start + data.len(), 0);
+            }
+            bytes[start..start + data.len()].copy_from_slice(data);
+        }
+
+        fn gone() -> DiskError {
+            DiskError::Io {
+                file: INCARNATION_FILE.to_string(),
+                operation: "io",
+                message: "injected".to_string(),
+            }
+        }
+
+        impl GateDisk {
+            fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+                self.state.lock().expect("not poisoned")
+            }
+
+            /// The machine restarts: the page cache is what the disk holds.
+            fn restart(&self) {
+                let mut state = self.lock();
+                state.current = state.durable.clone();
+                state.dirty.clear();
+                state.crashed = false;
+                state.crash_writing = None;
+            }
+        }
+
+        #[derive(Debug)]
+        struct GateFile(std::sync::Arc<GateDisk>);
+
+        impl kelpie_core::disk::DiskFile for GateFile {
+            fn len(&self) -> Result<u64, DiskError> {
+                Ok(self.0.lock().current.len() as u64)
+            }
+
+            fn read(&self, offset: u64, len: usize) -> Result<Vec<u8>, DiskError> {
+                let state = self.0.lock();
+                let start = usize::try_from(offset).expect("small offsets");
+                Ok(state.current[start..start + len].to_vec())
+            }
+
+            fn write(&self, offset: u64, data: &[u8]) -> Result<(), DiskError> {
+                let mut state = self.0.lock();
+                if state.crashed {
+                    return Err(gone());
+                }
+                if state.crash_writing.is_some() && state.crash_writing == decode_slot(data) {
+                    // Torn: the first half of this write reaches the disk.
+                    let state = &mut *state;
+                    apply(&mut state.durable, offset, &data[..data.len() / 2]);
+                    state.crashed = true;
+                    return Err(gone());
+                }
+                apply(&mut state.current, offset, data);
+                state.dirty.push((offset, data.to_vec()));
+                Ok(())
+            }
+
+            fn set_len(&self, len: u64) -> Result<(), DiskError> {
+                let mut state = self.0.lock();
+                state.current.resize(usize::try_from(len).expect("small"), 0);
+                Ok(())
+            }
+
+            fn sync_data(&self) -> Result<(), DiskError> {
+                let mut state = self.0.lock();
+                if state.crashed {
+                    return Err(gone());
+                }
+                let failing = state.fail_sync_of;
+                if failing.is_some() && state.dirty.iter().any(|(_, data)| decode_slot(data) == failing) {
+                    // The pages are marked clean: never persisted by a later sync.
+                    state.fail_sync_of = None;
+                    state.dirty.clear();
+                    return Err(gone());
+                }
+                let state = &mut *state;
+                for (offset, data) in std::mem::take(&mut state.dirty) {
+                    apply(&mut state.durable, offset, &data);
+                }
+                Ok(())
+            }
+        }
+
+        #[derive(Debug)]
+        struct GateHandle(std::sync::Arc<GateDisk>);
+
+        impl Disk for GateHandle {
+            fn open(&self, _name: &str) -> Result<std::sync::Arc<dyn kelpie_core::disk::DiskFile>, DiskError> {
+                Ok(std::sync::Arc::new(GateFile(self.0.clone())))
+            }
+
+            fn exists(&self, _name: &str) -> Result<bool, DiskError> {
+                Ok(true)
+            }
+        }
+
+        /// A failed fsync whose write is later torn by a crash must not bring
+        /// back an incarnation already used: the value read is made durable
+        /// (written again and synced) before the other slot is overwritten.
+        #[test]
+        fn a_failed_fsync_then_a_torn_write_never_reuses_an_incarnation() {
+            let gate = std::sync::Arc::new(GateDisk::default());
+            let disk = GateHandle(gate.clone());
+            assert_eq!(advance(&disk), Ok(1), "boot 1 uses incarnation 1");
+            assert_eq!(advance(&disk), Ok(2), "boot 2 uses incarnation 2");
+            // Boot 3: the sync of 3 fails; 3 is cached, never used, and (its
+            // pages marked clean) never persisted by a later sync.
+            gate.lock().fail_sync_of = Some(3);
+            assert!(matches!(advance(&disk), Err(DiskError::Io { .. })));
+            // Its retry reads 3 and writes 4 over the slot holding 2; the
+            // machine crashes during that write, tearing it.
+            gate.lock().crash_writing = Some(4);
+            assert!(matches!(advance(&disk), Err(DiskError::Io { .. })));
+            gate.restart();
+            let next = advance(&disk).expect("the next boot advances");
+            assert_eq!(next, 4, "3 was made durable before the slot holding 2 was overwritten");
+        }
     }
 
     #[test]

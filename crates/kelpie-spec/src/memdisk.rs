@@ -13,6 +13,13 @@
 //! the crashed process left behind (a database being dropped) can write to
 //! the disk again.
 //!
+//! A model that keeps the disk in its state takes a [`DiskImage`] (the
+//! durable bytes and the unsynced operations of every file, `Hash + Eq`)
+//! with [`MemDisk::image`] and rebuilds the disk from it with
+//! [`MemDisk::from_image`]. [`MemDisk::fail_after`] injects one disk error
+//! (a failed `write` or `sync_data`) that, unlike a crash, leaves the
+//! process and the disk running.
+//!
 //! The same idea as the simulator's disk (kelpie-dst: a machine crash keeps
 //! an arbitrary subset of the unsynced writes), without its seeded faults:
 //! the models enumerate the crash points and the subsets instead.
@@ -22,7 +29,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use kelpie_core::disk::{validate_file_name, Disk, DiskError, DiskFile};
 
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
 enum PendingOp {
     Write { offset: u64, data: Vec<u8> },
     SetLen(u64),
@@ -62,6 +69,29 @@ struct DiskState {
     dead: bool,
     /// Mutating operations done since [`MemDisk::count_ops`].
     ops: usize,
+    /// Mutating operations left before the injected error.
+    fail: Option<usize>,
+}
+
+/// A snapshot of a [`MemDisk`]'s files: for each, its durable bytes and
+/// the unsynced operations since (what reads see is the durable bytes with
+/// them applied). Comparable and hashable, so a model state can hold it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+pub struct DiskImage {
+    files: BTreeMap<String, FileImage>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+struct FileImage {
+    durable: Vec<u8>,
+    pending: Vec<PendingOp>,
+}
+
+impl DiskImage {
+    /// Unsynced operations on every file: what a crash may lose.
+    pub fn unsynced(&self) -> usize {
+        self.files.values().map(|file| file.pending.len()).sum()
+    }
 }
 
 /// The in-memory disk. Clones share the same files.
@@ -86,6 +116,60 @@ impl MemDisk {
     /// An empty disk.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A running disk holding `image`'s files (fresh handles; no armed
+    /// crash or error).
+    pub fn from_image(image: &DiskImage) -> Self {
+        let files = image
+            .files
+            .iter()
+            .map(|(name, file)| {
+                let mut current = file.durable.clone();
+                for op in &file.pending {
+                    op.apply(&mut current);
+                }
+                let state = FileState {
+                    current,
+                    durable: file.durable.clone(),
+                    pending: file.pending.clone(),
+                };
+                (name.clone(), state)
+            })
+            .collect();
+        Self {
+            state: Arc::new(Mutex::new(DiskState {
+                files,
+                ..DiskState::default()
+            })),
+        }
+    }
+
+    /// The files as they are now: durable bytes and unsynced operations
+    /// (of a crashed disk too: what [`MemDisk::restart`] will choose from).
+    pub fn image(&self) -> DiskImage {
+        let state = lock(&self.state);
+        DiskImage {
+            files: state
+                .files
+                .iter()
+                .map(|(name, file)| {
+                    let image = FileImage {
+                        durable: file.durable.clone(),
+                        pending: file.pending.clone(),
+                    };
+                    (name.clone(), image)
+                })
+                .collect(),
+        }
+    }
+
+    /// Injects one disk error after `ops` more mutating operations: the
+    /// next one after them fails with [`DiskError::Io`] and changes
+    /// nothing; the disk keeps running (operations after it succeed). An
+    /// armed crash due at the same operation comes first.
+    pub fn fail_after(&self, ops: usize) {
+        lock(&self.state).fail = Some(ops);
     }
 
     /// Arms a crash after `ops` more mutating operations: the next one after
@@ -198,6 +282,18 @@ impl MemFile {
                     return Err(dead(&self.name, operation));
                 }
                 Some(left) => state.budget = Some(left - 1),
+                None => {}
+            }
+            match state.fail {
+                Some(0) => {
+                    state.fail = None;
+                    return Err(DiskError::Io {
+                        file: self.name.clone(),
+                        operation,
+                        message: "injected disk error".to_string(),
+                    });
+                }
+                Some(left) => state.fail = Some(left - 1),
                 None => {}
             }
             state.ops += 1;

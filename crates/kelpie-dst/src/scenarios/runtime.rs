@@ -157,8 +157,9 @@ impl Actor for RegisterActor {
                     *state = Some(value.clone());
                     Ok(Some(value))
                 }
-                // A read still commits (with the fence), so a stale owner
-                // cannot answer it.
+                // A read commits nothing: the runtime replies only if the
+                // node still serves the actor after the handler ran
+                // (self-fencing), so a stale owner cannot answer it.
                 RegisterMessage::Get => Ok(state.clone()),
             }
         })
