@@ -628,6 +628,17 @@ pub fn actor_id(namespace: &str, key: &str) -> Result<ActorId, ApiError> {
     ActorId::new(namespace, key).map_err(|_| ApiError::not_found(format!("{namespace} {key}")))
 }
 
+/// Decodes one stored record; `what` names it in the error ("block").
+pub fn decode_json<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes)
+        .map_err(|error| ApiError::new(500, format!("stored {what} is not valid JSON: {error}")))
+}
+
+/// Decodes the values of scanned entries; `what` names them in the error.
+pub fn decode_all<T: DeserializeOwned>(entries: &[(Bytes, Bytes)], what: &str) -> Result<Vec<T>, ApiError> {
+    entries.iter().map(|(_, bytes)| decode_json(bytes, what)).collect()
+}
+
 /// Reads and decodes `key` of `actor` (or of a shared space) in `txn`.
 pub fn read_json<T: DeserializeOwned>(
     txn: &mut Transaction,
@@ -635,9 +646,7 @@ pub fn read_json<T: DeserializeOwned>(
     key: &[u8],
 ) -> Result<Option<T>, ApiError> {
     match txn.get(actor, key)? {
-        Some(bytes) => serde_json::from_slice(&bytes)
-            .map(Some)
-            .map_err(|error| ApiError::new(500, format!("stored record is not valid JSON: {error}"))),
+        Some(bytes) => decode_json(&bytes, "record").map(Some),
         None => Ok(None),
     }
 }

@@ -21,7 +21,7 @@ use serde_json::{json, Value};
 use crate::agent::{
     AgentCommand, AgentPatch, BlockCommand, BlockPatch, Input, StepCommand, StepOutcome, ToolCommand, ToolPatch, NO_LLM,
 };
-use crate::app::{read_agent, read_json, scan_all, space, ApiError, App, RequestMeta};
+use crate::app::{decode_all, read_agent, read_json, scan_all, space, ApiError, App, RequestMeta};
 use crate::ids::{derived_id, is_valid, new_id};
 use crate::ops::{custom_tool_id, new_block, CreateBlockBody};
 use crate::records::{
@@ -1031,13 +1031,7 @@ async fn list_messages(State(app): State<Arc<App>>, Path(agent_id): Path<String>
                 std::ops::Bound::Excluded(message_key(to).as_slice()),
                 usize::try_from(chunk).unwrap_or(256),
             )?;
-            let mut messages: Vec<StoredMessage> = entries
-                .iter()
-                .map(|(_, bytes)| {
-                    serde_json::from_slice(bytes)
-                        .map_err(|error| ApiError::new(500, format!("stored message is not valid JSON: {error}")))
-                })
-                .collect::<Result<_>>()?;
+            let mut messages: Vec<StoredMessage> = decode_all(&entries, "message")?;
             if backwards {
                 messages.reverse();
                 high = from;
@@ -1073,13 +1067,10 @@ struct PassageBody {
 
 fn passages_of(txn: &mut kelpie_storage::Transaction, agent: &AgentRecord) -> Result<Vec<Passage>> {
     let actor = crate::app::actor_id(crate::records::AGENT_NAMESPACE, &agent.id)?;
-    scan_all(txn, &actor, PASSAGE_KEYS_START, Some(PASSAGE_KEYS_END))?
-        .iter()
-        .map(|(_, bytes)| {
-            serde_json::from_slice(bytes)
-                .map_err(|error| ApiError::new(500, format!("stored passage is not valid JSON: {error}")))
-        })
-        .collect()
+    decode_all(
+        &scan_all(txn, &actor, PASSAGE_KEYS_START, Some(PASSAGE_KEYS_END))?,
+        "passage",
+    )
 }
 
 async fn insert_passage(State(app): State<Arc<App>>, Path(agent_id): Path<String>, request: Mutation) -> Response {
@@ -1282,13 +1273,7 @@ async fn list_blocks(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Re
         let label = query.get("label").map(str::to_string);
         let templates_only = query.bool("templates_only")?.unwrap_or(false);
         let mut txn = app.snapshot()?;
-        let mut blocks: Vec<StoredBlock> = scan_all(&mut txn, space(&BLOCKS), b"", None)?
-            .iter()
-            .map(|(_, bytes)| {
-                serde_json::from_slice(bytes)
-                    .map_err(|error| ApiError::new(500, format!("stored block is not valid JSON: {error}")))
-            })
-            .collect::<Result<_>>()?;
+        let mut blocks: Vec<StoredBlock> = decode_all(&scan_all(&mut txn, space(&BLOCKS), b"", None)?, "block")?;
         blocks.retain(|block| {
             label.as_ref().is_none_or(|label| *label == block.label) && (!templates_only || block.is_template)
         });
@@ -1500,13 +1485,7 @@ async fn list_tools(State(app): State<Arc<App>>, RawQuery(raw): RawQuery) -> Res
         let limit = query.limit(50)?;
         let ascending = query.ascending(true)?;
         let mut txn = app.snapshot()?;
-        let mut custom: Vec<StoredTool> = Vec::new();
-        for (_, bytes) in scan_all(&mut txn, space(&TOOLS), b"", None)? {
-            custom.push(
-                serde_json::from_slice(&bytes)
-                    .map_err(|error| ApiError::new(500, format!("stored tool is not valid JSON: {error}")))?,
-            );
-        }
+        let mut custom: Vec<StoredTool> = decode_all(&scan_all(&mut txn, space(&TOOLS), b"", None)?, "tool")?;
         // Custom tool ids come from their names: list by creation time.
         custom.sort_by(|a, b| (a.created_at_ms, &a.id).cmp(&(b.created_at_ms, &b.id)));
         let mut all: Vec<StoredTool> = BUILTINS.clone();
