@@ -65,6 +65,8 @@ for switch in \
     cell="$(python3 - "$switch" <<'PY'
 import glob, os, sys, tomllib
 rows = tomllib.load(open("specs/alignment.toml", "rb"))["bug_switch"]
+if not any(r["feature"] == sys.argv[1] for r in rows):
+    sys.exit(f"{sys.argv[1]}: no row in specs/alignment.toml")
 for r in rows:
     if r["feature"] == sys.argv[1] and r["stateright"]:
         test = r.get("stateright_test")

@@ -31,7 +31,8 @@
 (*   crashes   server crashes so far                                       *)
 (*                                                                         *)
 (* ACTIONS                                                                 *)
-(*   Retry     the client sends (or resends) the request: the server       *)
+(*   Retry     the client sends the request (again after a crash, or even  *)
+(*             after a success: a proxy's retry): the server               *)
 (*             names the agent by the key (bug: a fresh id) and starts     *)
 (*             its plan                                                    *)
 (*   Invoke    the next invocation of the plan commits (skipped if its     *)
@@ -43,7 +44,9 @@
 (* INVARIANTS                                                              *)
 (*   TypeOK                                                                *)
 (*   AgentCreateAtomic  a committed agent lists exactly the requested      *)
-(*                      blocks, each committed                             *)
+(*                      blocks, each committed (in every state: a reader   *)
+(*                      may look at any moment, so the bare agent of the   *)
+(*                      bug is caught as soon as it commits)               *)
 (*   IdempotentCreate   at most one agent for the request, and every       *)
 (*                      successful response names it                       *)
 (* PROPERTIES                                                              *)
@@ -102,9 +105,10 @@ Init ==
     /\ acked = {}
     /\ crashes = 0
 
+\* The client sends the request: first, after its connection dropped, or
+\* again after a success (a proxy's retry).
 Retry ==
     /\ attempt = NoAttempt
-    /\ acked = {}
     /\ attempts < MaxAttempts
     /\ attempts' = attempts + 1
     /\ attempt' = [id |-> IF Bug = "server-ignore-idempotency-key" THEN attempts + 1 ELSE Derived,
@@ -171,9 +175,11 @@ TypeOK ==
 AgentCreateAtomic ==
     \A a \in agents : lists[a] = Blocks /\ \A l \in Blocks : <<a, l>> \in blocks
 
+\* (That an acknowledged agent exists holds by construction here: every
+\* plan's first invocation writes it.  The simulator and the Stateright
+\* model read it from the production store.)
 IdempotentCreate ==
     /\ Cardinality(agents) <= 1
-    /\ acked \subseteq agents
     /\ Cardinality(acked) <= 1
 
 \* Once crashes stop (they are bounded), a retry completes.

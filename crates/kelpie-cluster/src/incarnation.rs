@@ -3,9 +3,16 @@
 //! Two fixed slots in one file, each a checksummed record; a new incarnation
 //! is written to the slot not holding the current one and synced before it is
 //! used, after the current one is made durable (written again and synced:
-//! it may be a write whose fsync failed). A torn or half-lost write can only
+//! it may be a write whose fsync failed). A lost or torn write can only
 //! damage the slot being written, so the other still holds the previous
 //! incarnation.
+//!
+//! Failure model: a torn write leaves each sector of a slot with either its
+//! old or its new bytes (the simulator's and the models' disks), so writing
+//! a slot again with the bytes it already holds cannot damage it. On a
+//! device that may garble a sector whose write was interrupted, that
+//! rewrite could destroy the only durable copy of the latest incarnation;
+//! an append-only record file would not depend on this.
 
 use kelpie_core::disk::{Disk, DiskError};
 

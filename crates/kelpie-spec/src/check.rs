@@ -40,9 +40,30 @@ where
     M::State: Debug + Hash + Send + Sync,
     M::Action: Debug,
 {
+    discover(model, property, 2)
+}
+
+/// As [`discovers`], on one thread: the path is a shortest one (with two
+/// threads, BFS may record a longer path that another thread reached
+/// first), so a test may assert its shape.
+pub fn discovers_shortest<M>(model: M, property: &'static str) -> Vec<M::Action>
+where
+    M: Model + Send + Sync + 'static,
+    M::State: Debug + Hash + Send + Sync,
+    M::Action: Debug,
+{
+    discover(model, property, 1)
+}
+
+fn discover<M>(model: M, property: &'static str, threads: usize) -> Vec<M::Action>
+where
+    M: Model + Send + Sync + 'static,
+    M::State: Debug + Hash + Send + Sync,
+    M::Action: Debug,
+{
     let checker = model
         .checker()
-        .threads(2)
+        .threads(threads)
         .finish_when(HasDiscoveries::AnyOf([property].into()))
         .spawn_bfs()
         .join();

@@ -4,7 +4,9 @@
 //! drained and deactivated, while another node may own it and commit.
 //!
 //! Every lifecycle decision is the core's: whether a caller's message is
-//! accepted ([`Lifecycle::deliver`]: not while draining), whether the task
+//! accepted ([`Lifecycle::deliver`], which answers with
+//! [`kelpie_runtime::lifecycle::Registration::admit`], the function the
+//! runtime's registry calls: not while draining), whether the task
 //! handles the next accepted message or answers it with an error
 //! ([`Lifecycle::take`], given whether the node still serves the actor),
 //! whether a drain is graceful, when the activation is over. The model is
@@ -28,8 +30,11 @@
 //! and `RemoteHandle(r)` (another node owns the actor and commits `r`).
 //!
 //! Properties: `always` `GracefulDeactivation` (with no activation, every
-//! accepted message was answered), `NoResurrection` (a serving activation
-//! holds exactly the durable state), `AnsweredWereAccepted`; `sometimes`
+//! accepted message was answered), `NoResurrection` (a message is handled
+//! only while the node serves the actor, from the durable state, and a
+//! serving activation holds exactly the durable state), `AnsweredWereAccepted`
+//! (structural here, as in the spec: answers come from the mailbox);
+//! `sometimes`
 //! `DrainHandles` (a graceful drain handled a message), `DrainBounces` (a
 //! drain answered one with an error), `BusyWhileDraining` (a caller met a
 //! closed mailbox) and `ReactivatedAfterRemote` (an activation loaded a
@@ -103,6 +108,9 @@ pub struct Seen {
     pub busy: bool,
     /// An activation loaded a state another node wrote.
     pub loaded_remote: bool,
+    /// Ghost: a message was handled while the node did not serve the actor
+    /// or from an in-memory state that was not the durable one.
+    pub stale_handle: bool,
 }
 
 /// Remote messages are numbered from here, apart from callers' messages.
@@ -141,6 +149,7 @@ impl LState {
         let message = self.mailbox.remove(0);
         match self.life.take(self.serving) {
             Disposition::Handle => {
+                self.seen.stale_handle |= !self.serving || self.mem != self.store;
                 // Committed (fenced by the token it serves with), then answered.
                 self.store.push(message);
                 self.mem.push(message);
@@ -232,8 +241,9 @@ impl Model for KelpieActorLifecycle {
             LAction::Fenced => state.take(),
             LAction::StartDrain => state.life.stop(state.serving),
             LAction::Bounce => {
+                let answered = state.answered.len();
                 state.take();
-                state.seen.drain_bounced = true;
+                state.seen.drain_bounced |= state.answered.len() > answered;
             }
             LAction::Deactivate => {
                 state.life.drained();
@@ -254,8 +264,11 @@ impl Model for KelpieActorLifecycle {
             Property::always("GracefulDeactivation", |_: &Self, state: &LState| {
                 state.life.phase() != Phase::Inactive || state.accepted.is_subset(&state.answered)
             }),
+            // The core handles a message only while the node serves the
+            // actor, from the state it loaded (the durable one), and a
+            // serving activation holds exactly the durable state.
             Property::always("NoResurrection", |_: &Self, state: &LState| {
-                !(state.active_or_draining() && state.serving) || state.mem == state.store
+                !state.seen.stale_handle && (!(state.active_or_draining() && state.serving) || state.mem == state.store)
             }),
             Property::always("AnsweredWereAccepted", |_: &Self, state: &LState| {
                 state.answered.is_subset(&state.accepted)

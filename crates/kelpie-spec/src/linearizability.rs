@@ -1,9 +1,9 @@
 //! `KelpieLinearizability`: clients invoke one actor served by two nodes,
 //! through the production ownership core (the [`KelpieSingleActivation`]
 //! model's actions: claims, session timeouts, zombies, lease expiry,
-//! crashes) and fenced commits to the production store. The actor is one
-//! of the runtime's two data types ([`ActorData`]), as in the simulator's
-//! runtime scenario:
+//! crashes) and fenced commits to the production store. The actor holds
+//! one of two data types ([`ActorData`]), whose handlers here mirror the
+//! simulator's register and counter actors (runtime scenario):
 //! - a **register** ([`Register`]: `Put(v)` replies `WriteOk`, `Get`
 //!   replies `ReadOk(value)`);
 //! - a **counter** ([`Counter`]: `Add(n)` is a read-modify-write of the

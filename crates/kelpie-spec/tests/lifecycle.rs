@@ -14,7 +14,7 @@ fn kelpie_actor_lifecycle_holds_within_bounds() {
 #[cfg(feature = "bug-runtime-drop-on-deactivate")]
 #[test]
 fn drop_on_deactivate_breaks_graceful_deactivation() {
-    let path = check::discovers(KelpieActorLifecycle::default(), "GracefulDeactivation");
+    let path = check::discovers_shortest(KelpieActorLifecycle::default(), "GracefulDeactivation");
     assert_eq!(path.last(), Some(&LAction::Deactivate));
     assert!(path.contains(&LAction::Bounce), "{path:?}");
 }
@@ -24,6 +24,7 @@ fn drop_on_deactivate_breaks_graceful_deactivation() {
 /// refuses at once after a failed activation; a graceful drain handles what
 /// was accepted; a drain that lost the actor answers with an error; a new
 /// activation loads what another node wrote.
+#[cfg(not(feature = "bug-runtime-drop-on-deactivate"))]
 #[test]
 fn the_interesting_states_are_reached_by_the_expected_paths() {
     use LAction::*;
@@ -35,7 +36,7 @@ fn the_interesting_states_are_reached_by_the_expected_paths() {
         ("ReactivatedAfterRemote", 3, Activate),
     ];
     for (property, length, last) in cases {
-        let path = check::discovers(model.clone(), property);
+        let path = check::discovers_shortest(model.clone(), property);
         assert_eq!(path.len(), length, "{property}: {path:?}");
         assert_eq!(
             std::mem::discriminant(path.last().expect("a path")),
