@@ -348,20 +348,29 @@ async fn chat_completions(
     body: Bytes,
 ) -> Response {
     let json = shared.record(&method, &uri, &headers, &body);
-    let request = match openai_request(&json) {
+    answer(&shared, &json, openai_request(&json), openai_answer).await
+}
+
+/// Answers a parsed chat request: the script's next reply, else an echo of
+/// the prompt, encoded in the route's wire format by `encode`; a request
+/// that did not parse gets a 400 naming the problem.
+async fn answer(
+    shared: &Shared,
+    json: &Value,
+    request: Result<ChatRequest, String>,
+    encode: fn(&ChatResponse, u64) -> Value,
+) -> Response {
+    let request = match request {
         Ok(request) => request,
         Err(problem) => return bad_request(problem),
     };
     let model = json.get("model").and_then(Value::as_str).unwrap_or(FAKE_MODEL);
-    let response = match next_scripted(&shared).await {
+    let response = match next_scripted(shared).await {
         Some(Ok(response)) => response,
         Some(Err(raw)) => return raw,
         None => echo_response(&request, model, &shared.calls),
     };
-    json_response(
-        StatusCode::OK,
-        openai_answer(&response, shared.answer_number()).to_string(),
-    )
+    json_response(StatusCode::OK, encode(&response, shared.answer_number()).to_string())
 }
 
 async fn messages(
@@ -387,20 +396,7 @@ async fn messages(
     if !has("anthropic-version") {
         return bad_request("anthropic-version header is required".to_owned());
     }
-    let request = match anthropic_request(&json) {
-        Ok(request) => request,
-        Err(problem) => return bad_request(problem),
-    };
-    let model = json.get("model").and_then(Value::as_str).unwrap_or(FAKE_MODEL);
-    let response = match next_scripted(&shared).await {
-        Some(Ok(response)) => response,
-        Some(Err(raw)) => return raw,
-        None => echo_response(&request, model, &shared.calls),
-    };
-    json_response(
-        StatusCode::OK,
-        anthropic_answer(&response, shared.answer_number()).to_string(),
-    )
+    answer(&shared, &json, anthropic_request(&json), anthropic_answer).await
 }
 
 async fn embeddings(
