@@ -9,7 +9,7 @@
 (* at boot, then a detector tick every Interval).  Simulator:              *)
 (* crates/kelpie-dst/src/scenarios/heartbeat.rs (same invariant names).    *)
 (*                                                                         *)
-(* Disk.  advance makes the value it reads durable before it writes the   *)
+(* Disk.  advance makes the value it reads durable before it writes the    *)
 (* next (the rewrite matters when a failed fsync marked pages clean, which *)
 (* this disk model, where a failed sync leaves its write pending, does not *)
 (* have; incarnation.rs tests it), so at most one write                    *)

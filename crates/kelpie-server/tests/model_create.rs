@@ -12,27 +12,29 @@
 //! invocations were answered (the spec's `Crash`: the attempt is lost, what
 //! committed stays), and a new process boots over the same store, as
 //! `App::open` does (its coordination store starts above every installed
-//! fence, so the next attempt claims, fences, loads and replays the
-//! journal); else it runs to its `Reply`. Enumerating every `k` up to the
+//! fence, so the next attempt claims the agent's actor, fences it, loads
+//! its state and answers from the journal's completed entry); else it runs
+//! to its `Reply`. Enumerating every `k` up to the
 //! plan's length cuts an attempt between any two of its invocations (the
 //! spec's `Invoke` steps).
 //!
 //! As in kelpie-spec's durability model, a state is the action log plus
 //! what the production code answered; each step replays the log on a fresh
-//! server, so the executor's tasks need not be cloned.
+//! store and server, so the executor's tasks need not be cloned.
 //!
 //! Properties, read from committed store state with the server's own
 //! record types: `always` `AgentCreateAtomic` (every indexed agent has its
 //! record, and lists exactly the requested blocks, each in BLOCKS with its
-//! value) and `IdempotentCreate` (at most one agent exists, and every
-//! successful response names it); `sometimes` `CreatedAfterCrash` (a retry
+//! value) and `IdempotentCreate` (at most one agent exists, every response
+//! is a success, and every one names that agent); `sometimes` `CreatedAfterCrash` (a retry
 //! after a crash got the agent) and `CrashedAfterCommit` (a crash lost a
 //! response whose create had committed).
 //!
 //! Under `bug-server-nonatomic-create` the model finds `AgentCreateAtomic`
 //! (the bare agent commits first); under `bug-server-ignore-idempotency-key`
-//! it finds `IdempotentCreate` (a retry after a lost response creates a
-//! second agent).
+//! it finds `IdempotentCreate` (the request sent twice creates a second
+//! agent; so does a retry after a crash lost the response, which a test
+//! replays).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
@@ -348,6 +350,7 @@ impl Model for KelpieAgentCreate {
             Property::always("IdempotentCreate", |_: &Self, state: &State| {
                 let view = &state.view;
                 view.agents.len() <= 1
+                    && view.errors.is_empty()
                     && view.acked.iter().all(|id| view.agents.contains_key(id))
                     && view.acked.windows(2).all(|pair| pair[0] == pair[1])
             }),

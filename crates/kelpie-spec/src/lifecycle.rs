@@ -30,9 +30,11 @@
 //! and `RemoteHandle(r)` (another node owns the actor and commits `r`).
 //!
 //! Properties: `always` `GracefulDeactivation` (with no activation, every
-//! accepted message was answered), `NoResurrection` (a message is handled
-//! only while the node serves the actor, from the durable state, and a
-//! serving activation holds exactly the durable state), `AnsweredWereAccepted`
+//! accepted message was answered), `NoResurrection` (the core never has a
+//! message handled while the node does not serve the actor — a core that
+//! does is caught —, and a serving activation holds exactly the durable
+//! state, which this environment keeps by construction: the spec's
+//! `NoResurrection` is that second part), `AnsweredWereAccepted`
 //! (structural here, as in the spec: answers come from the mailbox);
 //! `sometimes`
 //! `DrainHandles` (a graceful drain handled a message), `DrainBounces` (a
