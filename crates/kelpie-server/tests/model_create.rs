@@ -37,11 +37,9 @@
 //! replays).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
+use futures::future::LocalBoxFuture;
 use kelpie_core::clock::SharedClock;
 use kelpie_core::coordination::MemoryCoordinationStore;
 use kelpie_core::rng::SeededRng;
@@ -168,15 +166,6 @@ fn boot(engine: &Arc<MemoryEngine>, boot_number: u64) -> Server {
     Server { spawner, app, store }
 }
 
-fn poll_once<T>(future: &mut Pin<Box<dyn Future<Output = T> + '_>>) -> Option<T> {
-    let waker = futures::task::noop_waker();
-    let mut context = Context::from_waker(&waker);
-    match future.as_mut().poll(&mut context) {
-        Poll::Ready(value) => Some(value),
-        Poll::Pending => None,
-    }
-}
-
 impl Server {
     /// Runs every task and blocking item until nothing is left to do.
     fn settle(&self) {
@@ -202,9 +191,9 @@ impl Server {
         let bytes = serde_json::to_vec(&request_body()).expect("encodable");
         let meta = RequestMeta::new("POST", "/v1/agents", &bytes, Some(CLIENT_KEY));
         let base = self.answered();
-        let mut future: Pin<Box<dyn Future<Output = _>>> = Box::pin(ops::create_agent(&self.app, body, &meta));
+        let mut future: LocalBoxFuture<'_, _> = Box::pin(ops::create_agent(&self.app, body, &meta));
         loop {
-            if let Some(result) = poll_once(&mut future) {
+            if let Some(result) = self.spawner.poll_once(&mut future) {
                 self.settle();
                 return Some(result.map_err(|error| (error.status, error.detail)));
             }
