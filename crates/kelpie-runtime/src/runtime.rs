@@ -1035,7 +1035,8 @@ impl<A: Actor> Inner<A> {
         count(&self.stats.handled);
         let token = serving.token;
         let decoded: A::Message = serde_json::from_slice(&message).map_err(codec)?;
-        let mut txn = self.store.begin().map_err(InvokeError::Storage)?;
+        // Deferred: a handler that only writes takes no snapshot.
+        let mut txn = self.store.begin_deferred();
         let mut next = state.value.clone();
         let now = self.env.clock.now_monotonic();
         let outcome = {
@@ -1059,7 +1060,7 @@ impl<A: Actor> Inner<A> {
             }
             Ok(Err(error)) => {
                 // A failed handler's writes are discarded.
-                txn = self.store.begin().map_err(InvokeError::Storage)?;
+                txn = self.store.begin_deferred();
                 (Outcome::Failed(error), None)
             }
             Err(payload) => {
@@ -1067,7 +1068,7 @@ impl<A: Actor> Inner<A> {
                 let message = kelpie_core::spawn::panic_message(payload.as_ref());
                 tracing::warn!(%actor, %message, "handler panicked; state reloaded");
                 // The handler may have written through ctx: start clean.
-                txn = self.store.begin().map_err(InvokeError::Storage)?;
+                txn = self.store.begin_deferred();
                 *state = self.load_state(actor)?;
                 (Outcome::Panicked(message), None)
             }
@@ -1096,7 +1097,7 @@ impl<A: Actor> Inner<A> {
             // journal entry records the failure, so a retry gets it too and
             // activation does not replay it again and again.
             tracing::warn!(%actor, %error, "invocation cannot be committed; recording its failure");
-            txn = self.store.begin().map_err(InvokeError::Storage)?;
+            txn = self.store.begin_deferred();
             changed = None;
             outcome = Outcome::Failed(HandlerError::new(format!(
                 "the invocation's effects or result cannot be stored ({error}); nothing was applied"

@@ -29,10 +29,13 @@ pub enum Space {
 
 /// Builds the raw key for `key` of `actor` in `space`.
 pub fn raw_key(space: Space, actor: &ActorId, key: &[u8]) -> Vec<u8> {
-    let actor = actor.to_string();
-    let mut raw = Vec::with_capacity(2 + actor.len() + key.len());
+    // The actor's display form ("namespace/key"), written without `fmt`.
+    let (namespace, name) = (actor.namespace().as_bytes(), actor.key().as_bytes());
+    let mut raw = Vec::with_capacity(3 + namespace.len() + name.len() + key.len());
     raw.push(space as u8);
-    raw.extend_from_slice(actor.as_bytes());
+    raw.extend_from_slice(namespace);
+    raw.push(kelpie_core::id::ACTOR_ID_SEPARATOR as u8);
+    raw.extend_from_slice(name);
     raw.push(0);
     raw.extend_from_slice(key);
     raw

@@ -6,8 +6,14 @@
 //! then publishes that number: a snapshot (a sequence number) sees every
 //! write of a commit or none. Versions no live snapshot can read are pruned
 //! as keys are written again.
+//!
+//! Point reads and writes (the hot path: an actor's state and fencing
+//! token) go through a hash index; scans walk an ordered set of the keys.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::hash::BuildHasherDefault;
+use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -70,9 +76,46 @@ impl Versions {
 /// How many retained keys each write transaction re-prunes.
 const RECLAIM_PER_WRITE: usize = 8;
 
+/// Every key's versions: hashed for point access, and the keys in order
+/// for scans. Both always hold the same keys. The hasher is fixed, so runs
+/// stay deterministic (nothing iterates the hash map in its order anyway).
+#[derive(Debug, Default)]
+struct Map {
+    versions: HashMap<Arc<[u8]>, Versions, BuildHasherDefault<DefaultHasher>>,
+    order: BTreeSet<Arc<[u8]>>,
+}
+
+impl Map {
+    fn get(&self, key: &[u8]) -> Option<&Versions> {
+        self.versions.get(key)
+    }
+
+    fn get_mut(&mut self, key: &[u8]) -> Option<&mut Versions> {
+        self.versions.get_mut(key)
+    }
+
+    fn insert(&mut self, key: Vec<u8>, versions: Versions) {
+        let key: Arc<[u8]> = key.into();
+        self.order.insert(key.clone());
+        self.versions.insert(key, versions);
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        self.versions.remove(key);
+        self.order.remove(key);
+    }
+
+    /// Entries with `start <= key < end`, in key order.
+    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> impl Iterator<Item = (&'a Arc<[u8]>, &'a Versions)> + 'a {
+        self.order
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            .filter_map(|key| self.versions.get(key).map(|versions| (key, versions)))
+    }
+}
+
 #[derive(Debug, Default)]
 struct Shared {
-    map: RwLock<BTreeMap<Vec<u8>, Versions>>,
+    map: RwLock<Map>,
     /// The sequence of the last applied write transaction.
     sequence: AtomicU64,
     /// Live snapshots by sequence (count per sequence).
@@ -89,11 +132,11 @@ impl Shared {
     // Every update under these locks is a single map operation or a
     // version push that cannot panic midway: a poisoned lock still guards a
     // consistent value.
-    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<Vec<u8>, Versions>> {
+    fn read(&self) -> RwLockReadGuard<'_, Map> {
         self.map.read().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<Vec<u8>, Versions>> {
+    fn write(&self) -> RwLockWriteGuard<'_, Map> {
         self.map.write().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
@@ -118,6 +161,7 @@ impl MemoryEngine {
     pub fn retained_versions(&self) -> usize {
         self.shared
             .read()
+            .versions
             .values()
             .map(|versions| versions.older.len() + usize::from(versions.latest.1.is_none()))
             .sum()
@@ -156,9 +200,9 @@ impl Snapshot for MemorySnapshot {
         }
         let map = self.shared.read();
         Ok(map
-            .range::<[u8], _>((std::ops::Bound::Included(start), std::ops::Bound::Excluded(end)))
+            .range(start, end)
             .filter_map(|(key, versions)| match versions.at(self.sequence) {
-                Some(Some(value)) => Some((key.clone(), value.clone())),
+                Some(Some(value)) => Some((key.to_vec(), value.clone())),
                 _ => None,
             })
             .take(limit)
@@ -169,7 +213,7 @@ impl Snapshot for MemorySnapshot {
 /// A write transaction's view: its own buffered writes over the newest
 /// committed values (writers are serialised, so those cannot change).
 struct MemoryWrite<'a> {
-    map: &'a BTreeMap<Vec<u8>, Versions>,
+    map: &'a Map,
     writes: BTreeMap<Vec<u8>, Option<Bytes>>,
 }
 

@@ -9,6 +9,12 @@
 //! read-write transactions are serializable in commit order. A read-only
 //! transaction commits at its snapshot without validation.
 //!
+//! **Deferred snapshots.** [`Store::begin_deferred`] takes the snapshot at
+//! the transaction's first read instead of at begin (as if it began then).
+//! One that never reads has nothing to validate: it serializes at its
+//! commit, and costs no snapshot at all (the runtime's handlers that only
+//! write, the common case, take this path).
+//!
 //! **Group commit.** Commits queue to one committer task, which takes every
 //! queued commit (up to [`COMMIT_BATCH_MAX`]) and runs them in one engine
 //! write transaction — one fsync for the whole batch — validating each in
@@ -20,6 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -95,12 +102,24 @@ pub struct StoreStats {
 /// (raw key to value; `None` deletes). For audits and the simulator.
 pub type CommitObserver = Arc<dyn Fn(u64, &BTreeMap<Vec<u8>, Option<Bytes>>) + Send + Sync>;
 
+/// [`StoreStats`] as counters.
+#[derive(Default)]
+struct StatCounters {
+    commits: AtomicU64,
+    rejected: AtomicU64,
+    batches: AtomicU64,
+}
+
 struct StoreInner {
     observer: Mutex<Option<CommitObserver>>,
+    /// Whether `observer` is set (read on every commit without the lock).
+    observed: AtomicBool,
     engine: Arc<dyn Engine>,
-    stats: Mutex<StoreStats>,
+    stats: StatCounters,
     occ: Mutex<OccState>,
     queue: Mutex<Option<futures::channel::mpsc::Sender<CommitRequest>>>,
+    /// Set once `queue` is taken: the store accepts no more commits.
+    closed: AtomicBool,
     /// Serialises inline commits (engines that never block): validation,
     /// apply and publication of one commit happen as one step.
     inline: Mutex<()>,
@@ -110,6 +129,12 @@ impl StoreInner {
     fn occ(&self) -> MutexGuard<'_, OccState> {
         // Every update of the OCC state is a few assignments that cannot panic midway.
         self.occ.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Refuses every later commit.
+    fn close(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        lock(&self.queue).take();
     }
 }
 
@@ -139,10 +164,13 @@ struct Fence {
 }
 
 struct CommitRequest {
-    active: ActiveSnapshot,
+    /// The snapshot it read (`None`: it never read, nothing to validate).
+    active: Option<ActiveSnapshot>,
     reads: BTreeSet<Vec<u8>>,
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
     writes: BTreeMap<Vec<u8>, Option<Bytes>>,
+    /// The keys of `writes`, for the validation log (built before any lock).
+    keys: Arc<Vec<Vec<u8>>>,
     fence: Option<Fence>,
     /// Where the committer task sends the outcome (`None` for inline commits).
     reply: Option<oneshot::Sender<Result<CommitInfo, StorageError>>>,
@@ -169,9 +197,11 @@ impl Store {
         let inner = Arc::new(StoreInner {
             engine,
             occ: Mutex::new(OccState::default()),
-            stats: Mutex::new(StoreStats::default()),
+            stats: StatCounters::default(),
             observer: Mutex::new(None),
+            observed: AtomicBool::new(false),
             queue: Mutex::new(Some(sender)),
+            closed: AtomicBool::new(false),
             inline: Mutex::new(()),
         });
         let committer = Committer {
@@ -185,25 +215,23 @@ impl Store {
 
     /// Begins a transaction reading a snapshot of everything committed.
     pub fn begin(&self) -> Result<Transaction, StorageError> {
-        let (version, snapshot) = {
-            let mut occ = self.inner.occ();
-            let snapshot = self.inner.engine.snapshot()?;
-            let version = occ.version;
-            *occ.active.entry(version).or_insert(0) += 1;
-            (version, snapshot)
-        };
-        Ok(Transaction {
-            active: Some(ActiveSnapshot {
-                inner: self.inner.clone(),
-                version,
-            }),
-            snapshot,
+        let mut txn = self.begin_deferred();
+        txn.view = Some(View::open(&self.inner)?);
+        Ok(txn)
+    }
+
+    /// Begins a transaction whose snapshot is taken at its first read (see
+    /// the module docs): one that only writes never takes one.
+    pub fn begin_deferred(&self) -> Transaction {
+        Transaction {
+            inner: self.inner.clone(),
+            view: None,
             reads: BTreeSet::new(),
             ranges: Vec::new(),
             writes: BTreeMap::new(),
             write_bytes: 0,
             fence: None,
-        })
+        }
     }
 
     /// The version of the last commit.
@@ -214,7 +242,12 @@ impl Store {
     /// Commit counters: with group commit, `batches` grows slower than
     /// `commits` under concurrency.
     pub fn stats(&self) -> StoreStats {
-        *self.inner.stats.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        let stats = &self.inner.stats;
+        StoreStats {
+            commits: stats.commits.load(Ordering::Relaxed),
+            rejected: stats.rejected.load(Ordering::Relaxed),
+            batches: stats.batches.load(Ordering::Relaxed),
+        }
     }
 
     /// Calls `observer` for every commit applied from now on, in commit
@@ -225,6 +258,7 @@ impl Store {
             .observer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(observer);
+        self.inner.observed.store(true, Ordering::SeqCst);
     }
 
     /// Whether commits survive a crash.
@@ -234,20 +268,41 @@ impl Store {
 
     /// Stops accepting commits; queued ones still complete. Idempotent.
     pub fn close(&self) {
-        self.inner
-            .queue
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .take();
+        self.inner.close();
     }
 }
 
-/// One transaction. Reads see the snapshot taken at [`Store::begin`] plus
-/// this transaction's own writes. Nothing is visible to others until
-/// [`Transaction::commit`] succeeds; dropping it discards everything.
-pub struct Transaction {
-    active: Option<ActiveSnapshot>,
+/// What a transaction reads: an engine snapshot, registered for validation.
+struct View {
+    active: ActiveSnapshot,
     snapshot: Box<dyn Snapshot>,
+}
+
+impl View {
+    fn open(inner: &Arc<StoreInner>) -> Result<Self, StorageError> {
+        let mut occ = inner.occ();
+        let snapshot = inner.engine.snapshot()?;
+        let version = occ.version;
+        *occ.active.entry(version).or_insert(0) += 1;
+        drop(occ);
+        Ok(Self {
+            active: ActiveSnapshot {
+                inner: inner.clone(),
+                version,
+            },
+            snapshot,
+        })
+    }
+}
+
+/// One transaction. Reads see the snapshot taken at [`Store::begin`] (or,
+/// for [`Store::begin_deferred`], at the first read) plus this transaction's
+/// own writes. Nothing is visible to others until [`Transaction::commit`]
+/// succeeds; dropping it discards everything.
+pub struct Transaction {
+    inner: Arc<StoreInner>,
+    /// `None` until a deferred transaction first reads.
+    view: Option<View>,
     reads: BTreeSet<Vec<u8>>,
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
     writes: BTreeMap<Vec<u8>, Option<Bytes>>,
@@ -265,9 +320,21 @@ impl std::fmt::Debug for Transaction {
 }
 
 impl Transaction {
-    /// The version of the snapshot this transaction reads.
+    /// The version of the snapshot this transaction reads (0 for a
+    /// deferred transaction that has not read yet).
     pub fn snapshot_version(&self) -> u64 {
-        self.active.as_ref().map_or(0, |active| active.version)
+        self.view.as_ref().map_or(0, |view| view.active.version)
+    }
+
+    /// The snapshot, taken now if this deferred transaction had none.
+    fn snapshot(&mut self) -> Result<&dyn Snapshot, StorageError> {
+        if self.view.is_none() {
+            self.view = Some(View::open(&self.inner)?);
+        }
+        match &self.view {
+            Some(view) => Ok(view.snapshot.as_ref()),
+            None => Err(StorageError::Closed),
+        }
     }
 
     /// Reads `key` of `actor`.
@@ -398,7 +465,7 @@ impl Transaction {
         if let Some(write) = self.writes.get(&key) {
             return Ok(write.clone());
         }
-        let value = self.snapshot.get(&key)?;
+        let value = self.snapshot()?.get(&key)?;
         self.reads.insert(key);
         Ok(value)
     }
@@ -459,10 +526,17 @@ impl Transaction {
         if start >= end {
             return Ok(Vec::new());
         }
+        let deleted = self
+            .writes
+            .range(start.clone()..end.clone())
+            .filter(|(_, value)| value.is_none())
+            .count();
+        let mut merged: BTreeMap<Vec<u8>, Bytes> = self
+            .snapshot()?
+            .scan(&start, &end, limit + deleted)?
+            .into_iter()
+            .collect();
         let own: Vec<(&Vec<u8>, &Option<Bytes>)> = self.writes.range(start.clone()..end.clone()).collect();
-        let deleted = own.iter().filter(|(_, value)| value.is_none()).count();
-        let mut merged: BTreeMap<Vec<u8>, Bytes> =
-            self.snapshot.scan(&start, &end, limit + deleted)?.into_iter().collect();
         let fetched_all = merged.len() < limit + deleted;
         let horizon = merged.keys().next_back().cloned();
         for (key, value) in own {
@@ -487,20 +561,21 @@ impl Transaction {
     /// Cancellation: dropping the future after it started may still let the
     /// commit happen; the outcome is then unknown, as with a lost reply.
     pub async fn commit(mut self) -> Result<CommitInfo, StorageError> {
-        let Some(active) = self.active.take() else {
-            return Err(StorageError::Closed);
-        };
         if self.writes.is_empty() && self.fence.is_none() {
             // Read-only: serializable at its snapshot.
-            return Ok(CommitInfo {
-                version: active.version,
-            });
+            let version = match &self.view {
+                Some(view) => view.active.version,
+                None => self.inner.occ().version,
+            };
+            return Ok(CommitInfo { version });
         }
-        let inner = active.inner.clone();
+        let inner = self.inner.clone();
         let mut request = CommitRequest {
-            active,
+            // The engine snapshot is not needed past the reads.
+            active: self.view.take().map(|view| view.active),
             reads: std::mem::take(&mut self.reads),
             ranges: std::mem::take(&mut self.ranges),
+            keys: Arc::new(self.writes.keys().cloned().collect()),
             writes: std::mem::take(&mut self.writes),
             fence: self.fence.take(),
             reply: None,
@@ -508,10 +583,10 @@ impl Transaction {
         if !inner.engine.blocks() && !cfg!(feature = "bug-storage-nonatomic-apply") {
             // An engine that never waits on I/O gains nothing from group
             // commit: validate and apply here, without a hop to the committer.
-            if lock(&inner.queue).is_none() {
+            let _serial = lock(&inner.inline);
+            if inner.closed.load(Ordering::SeqCst) {
                 return Err(StorageError::Closed);
             }
-            let _serial = lock(&inner.inline);
             let (batch, outcomes) = apply_batch(&inner, vec![request]);
             return publish(&inner, batch, outcomes)
                 .pop()
@@ -548,7 +623,11 @@ fn conflict(request: &CommitRequest, occ: &OccState, batch: &[Arc<Vec<Vec<u8>>>]
     if cfg!(feature = "bug-storage-skip-occ-check") {
         return None;
     }
-    let snapshot = request.active.version;
+    let Some(active) = &request.active else {
+        // It never read: nothing it saw can have changed.
+        return None;
+    };
+    let snapshot = active.version;
     if snapshot < occ.floor {
         return Some(b"<validation history pruned>".to_vec());
     }
@@ -631,11 +710,7 @@ impl Committer {
                 // the batch committed is unknown, and its writes are not in
                 // the validation log. Refuse all further commits.
                 tracing::error!("storage commit task died; closing the store");
-                self.inner
-                    .queue
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .take();
+                self.inner.close();
                 return;
             }
         };
@@ -688,7 +763,7 @@ impl Committer {
                 }
             }
         }
-        let keys = Arc::new(request.writes.keys().cloned().collect::<Vec<_>>());
+        let keys = request.keys.clone();
         self.publish(vec![request], vec![result.map(|()| keys)]);
     }
 }
@@ -700,15 +775,15 @@ fn publish(
     batch: Vec<CommitRequest>,
     outcomes: BatchOutcome,
 ) -> Vec<(CommitRequest, Result<CommitInfo, StorageError>)> {
-    {
-        let mut stats = lock(&inner.stats);
-        stats.batches += 1;
-        for outcome in &outcomes {
-            match outcome {
-                Ok(_) => stats.commits += 1,
-                Err(_) => stats.rejected += 1,
-            }
-        }
+    let stats = &inner.stats;
+    stats.batches.fetch_add(1, Ordering::Relaxed);
+    for outcome in &outcomes {
+        let counter = if outcome.is_ok() {
+            &stats.commits
+        } else {
+            &stats.rejected
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
     }
     let mut answers = Vec::with_capacity(batch.len());
     {
@@ -721,7 +796,7 @@ fn publish(
                 // transaction that read the old values can commit on them.
                 occ.version += 1;
                 let version = occ.version;
-                let keys = Arc::new(request.writes.keys().cloned().collect::<Vec<_>>());
+                let keys = request.keys.clone();
                 occ.log.push_back(CommittedWrites { version, keys });
             }
             let answer = outcome.map(|keys| {
@@ -733,7 +808,11 @@ fn publish(
             answers.push((request, answer));
         }
     }
-    let observer = lock(&inner.observer).clone();
+    let observer = if inner.observed.load(Ordering::SeqCst) {
+        lock(&inner.observer).clone()
+    } else {
+        None
+    };
     if let Some(observer) = observer {
         for (request, answer) in &answers {
             if let Ok(info) = answer {
@@ -769,9 +848,8 @@ fn apply_batch(inner: &StoreInner, batch: Vec<CommitRequest>) -> (Vec<CommitRequ
                     None => view.delete(key)?,
                 }
             }
-            let keys = Arc::new(request.writes.keys().cloned().collect::<Vec<_>>());
-            applied.push(keys.clone());
-            outcomes.push(Ok(keys));
+            applied.push(request.keys.clone());
+            outcomes.push(Ok(request.keys.clone()));
         }
         Ok(())
     });

@@ -60,6 +60,42 @@ async fn reads_see_own_writes_and_a_fixed_snapshot() {
 }
 
 #[tokio::test]
+async fn a_deferred_transaction_snapshots_at_its_first_read_and_a_blind_one_never_conflicts() {
+    on_both(|store| async move {
+        let a = actor("deferred");
+        let mut reader = store.begin_deferred();
+        let mut blind = store.begin_deferred();
+        assert_eq!(reader.snapshot_version(), 0, "no snapshot before the first read");
+        let mut setup = store.begin().expect("begin");
+        setup.put(&a, b"k", Bytes::from_static(b"v1")).expect("put");
+        let setup_version = setup.commit().await.expect("commit").version;
+        // Begun before that commit, it reads after it: it sees v1.
+        assert_eq!(reader.get(&a, b"k"), Ok(Some(Bytes::from_static(b"v1"))));
+        assert_eq!(reader.snapshot_version(), setup_version);
+
+        // A blind write commits over a key changed since it began; the
+        // deferred reader, which read that key, conflicts.
+        blind.put(&a, b"k", Bytes::from_static(b"blind")).expect("put");
+        assert_eq!(blind.commit().await.map(|info| info.version), Ok(setup_version + 1));
+        reader.put(&a, b"k", Bytes::from_static(b"stale")).expect("put");
+        assert_eq!(
+            reader.commit().await,
+            Err(StorageError::Conflict {
+                key: "stest/deferred\\x00k".to_string()
+            })
+        );
+        let mut check = store.begin().expect("begin");
+        assert_eq!(check.get(&a, b"k"), Ok(Some(Bytes::from_static(b"blind"))));
+
+        // A deferred transaction that never reads is read-only at commit:
+        // it reports the version current then.
+        let idle = store.begin_deferred();
+        assert_eq!(idle.commit().await.map(|info| info.version), Ok(setup_version + 1));
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn overlapping_read_write_transactions_one_wins_the_other_conflicts() {
     on_both(|store| async move {
         let a = actor("counter");
