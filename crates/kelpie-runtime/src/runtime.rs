@@ -16,7 +16,7 @@
 //!    completion in one transaction fenced by the actor's token;
 //! 4. only then reply.
 //!
-//! An invocation that changes nothing (same state encoding, no writes, no
+//! An invocation that changes nothing (an equal state, no writes, no
 //! journal entry: a read) commits nothing. It replies only if this node
 //! still serves the actor after the handler ran: while its lease is valid
 //! on its own clock (self-fencing, with the drift margin) no other node can
@@ -36,6 +36,7 @@ use std::ops::Bound;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -69,7 +70,7 @@ const SELF_FENCED: &str = "this node stopped owning the actor (self-fenced)";
 const STATE_UNKNOWN: &str = "commit outcome unknown and the state could not be reloaded; deactivating";
 
 /// Whether an invocation's result means this activation must stop serving.
-fn stops_serving(result: &Result<Bytes, InvokeError>) -> bool {
+fn stops_serving<T>(result: &Result<T, InvokeError>) -> bool {
     matches!(result, Err(InvokeError::Unavailable { reason, .. })
         if reason == FENCED_OUT || reason == SELF_FENCED || reason == STATE_UNKNOWN)
 }
@@ -197,8 +198,10 @@ impl SharedSpace {
 
 /// An actor type: typed state, messages and replies, and a handler.
 pub trait Actor: Send + Sync + 'static {
-    /// The actor's durable state (starts as `Default`).
-    type State: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static;
+    /// The actor's durable state (starts as `Default`). Its `PartialEq` must
+    /// be structural (equal states encode equally): a handler that leaves
+    /// the state equal commits no state write.
+    type State: Serialize + DeserializeOwned + Default + Clone + PartialEq + Send + Sync + 'static;
     /// What callers send.
     type Message: Serialize + DeserializeOwned + Send + 'static;
     /// What callers get back.
@@ -420,32 +423,74 @@ struct Serving {
     grant: Option<ServingGrant>,
 }
 
-/// A mailbox slot: boxed, so an idle actor's mailbox (whose first block of
-/// slots is allocated up front) stays small.
-type Mail = Box<Envelope>;
+/// A mailbox slot: an invocation, boxed so an idle actor's mailbox (whose
+/// first block of slots is allocated up front) stays small, or a wake-up
+/// from [`Runtime::shutdown`].
+enum Mail<A: Actor> {
+    Invoke(Box<Envelope<A>>),
+    Shutdown,
+}
 
-/// What a mailbox carries: an encoded invocation.
-struct Envelope {
-    message: Bytes,
+/// An invocation as the caller hands it to the actor's task: typed, so a
+/// local ask pays no encoding (the message is encoded only for the journal,
+/// when the invocation has an idempotency key).
+struct Envelope<A: Actor> {
+    message: A::Message,
     idempotency_key: Option<String>,
-    reply: oneshot::Sender<Result<Bytes, InvokeError>>,
-    /// A wake-up from [`Runtime::shutdown`], not an invocation.
-    shutdown: bool,
+    reply: oneshot::Sender<Result<A::Reply, InvokeError>>,
 }
 
 /// Actor id → mailbox. A hash map (a lookup per invocation, where an
 /// ordered map of 10,000 ids cost a quarter of a read's CPU in the W2
 /// benchmark) with a fixed hasher and insertion-ordered iteration, so the
 /// simulator's runs stay deterministic.
-type Registry = IndexMap<ActorId, Slot, BuildHasherDefault<DefaultHasher>>;
+type Registry<A> = IndexMap<ActorId, Slot<A>, BuildHasherDefault<DefaultHasher>>;
 
-#[derive(Clone)]
-enum Slot {
+enum Slot<A: Actor> {
     Active {
-        sender: mpsc::Sender<Mail>,
+        sender: mpsc::Sender<Mail<A>>,
         generation: u64,
     },
     Draining,
+}
+
+impl<A: Actor> Clone for Slot<A> {
+    fn clone(&self) -> Self {
+        match self {
+            Slot::Active { sender, generation } => Slot::Active {
+                sender: sender.clone(),
+                generation: *generation,
+            },
+            Slot::Draining => Slot::Draining,
+        }
+    }
+}
+
+/// What an invocation came to, typed: what the caller gets.
+enum Done<R> {
+    Replied(R),
+    Failed(HandlerError),
+    Panicked(String),
+}
+
+impl<R: Serialize> Done<R> {
+    /// Its journal record (an encoded [`Outcome`]).
+    fn record(&self) -> Result<Bytes, serde_json::Error> {
+        let outcome = match self {
+            Done::Replied(reply) => Outcome::Json(serde_json::to_string(reply)?),
+            Done::Failed(error) => Outcome::Failed(error.clone()),
+            Done::Panicked(message) => Outcome::Panicked(message.clone()),
+        };
+        Ok(Bytes::from(serde_json::to_vec(&outcome)?))
+    }
+
+    fn into_result(self) -> Result<R, InvokeError> {
+        match self {
+            Done::Replied(reply) => Ok(reply),
+            Done::Failed(error) => Err(InvokeError::Handler(error)),
+            Done::Panicked(message) => Err(InvokeError::HandlerPanicked { message }),
+        }
+    }
 }
 
 /// What the journal stores as an invocation's result.
@@ -467,7 +512,7 @@ struct Inner<A: Actor> {
     journal: Journal,
     ownership: Arc<OwnershipDriver>,
     config: RuntimeConfig,
-    registry: Mutex<Registry>,
+    registry: Mutex<Registry<A>>,
     next_generation: AtomicU64,
     shutting_down: AtomicBool,
     stats: Counters,
@@ -546,21 +591,20 @@ impl<A: Actor> Runtime<A> {
                 namespace: self.inner.config.namespace.clone(),
             });
         }
-        let encoded = Bytes::from(serde_json::to_vec(&message).map_err(codec)?);
         let clock = self.inner.env.clock.clone();
         let deadline_ms = u64::try_from(options.deadline.as_millis()).unwrap_or(u64::MAX);
-        let attempt = async {
+        let (reply, answer) = oneshot::channel();
+        let mut envelope = Box::new(Envelope {
+            message,
+            idempotency_key: options.idempotency_key,
+            reply,
+        });
+        let sleeper = clock.clone();
+        let attempt = async move {
             loop {
                 if self.inner.shutting_down.load(Ordering::SeqCst) {
                     return Err(InvokeError::ShuttingDown);
                 }
-                let (reply, answer) = oneshot::channel();
-                let envelope = Box::new(Envelope {
-                    message: encoded.clone(),
-                    idempotency_key: options.idempotency_key.clone(),
-                    reply,
-                    shutdown: false,
-                });
                 match self.deliver(actor, envelope) {
                     Delivery::Accepted => {
                         return match answer.await {
@@ -574,18 +618,20 @@ impl<A: Actor> Runtime<A> {
                     }
                     Delivery::Full => return Err(InvokeError::Overloaded { actor: actor.clone() }),
                     // Deactivating: wait for the drain to finish, then activate anew.
-                    Delivery::Busy => clock.sleep(Duration::from_millis(1)).await,
+                    Delivery::Busy(returned) => {
+                        envelope = returned;
+                        sleeper.sleep(Duration::from_millis(1)).await;
+                    }
                 }
             }
         };
-        let reply = match kelpie_core::clock::timeout(clock.as_ref(), options.deadline, attempt).await {
-            Ok(result) => result?,
-            Err(_) => return Err(InvokeError::DeadlineExceeded { deadline_ms }),
-        };
-        serde_json::from_slice(&reply).map_err(codec)
+        match kelpie_core::clock::timeout(clock.as_ref(), options.deadline, attempt).await {
+            Ok(result) => result,
+            Err(_) => Err(InvokeError::DeadlineExceeded { deadline_ms }),
+        }
     }
 
-    fn deliver(&self, actor: &ActorId, envelope: Mail) -> Delivery {
+    fn deliver(&self, actor: &ActorId, envelope: Box<Envelope<A>>) -> Delivery<A> {
         let mut registry = self.inner.registry();
         let slot = registry.get(actor).cloned();
         let registration = match &slot {
@@ -595,7 +641,7 @@ impl<A: Actor> Runtime<A> {
             _ => Registration::Vacant,
         };
         let sender = match (registration.admit(), slot) {
-            (Admission::Busy, _) => return Delivery::Busy,
+            (Admission::Busy, _) => return Delivery::Busy(envelope),
             (Admission::Accept, Some(Slot::Active { sender, .. })) => sender,
             _ => {
                 let (sender, receiver) = mpsc::channel(self.inner.config.mailbox_depth.max(1));
@@ -617,14 +663,16 @@ impl<A: Actor> Runtime<A> {
             }
         };
         drop(registry);
-        match sender.try_send(envelope) {
-            Ok(()) => {
+        let delivery = match sender.try_reserve() {
+            Ok(permit) => {
+                permit.send(Mail::Invoke(envelope));
                 count(&self.inner.stats.accepted);
                 Delivery::Accepted
             }
-            Err(mpsc::error::TrySendError::Full(_)) => Delivery::Full,
-            Err(mpsc::error::TrySendError::Closed(_)) => Delivery::Busy,
-        }
+            Err(mpsc::error::TrySendError::Full(())) => Delivery::Full,
+            Err(mpsc::error::TrySendError::Closed(())) => Delivery::Busy(envelope),
+        };
+        delivery
     }
 
     /// Stops accepting invocations (they fail with
@@ -633,7 +681,7 @@ impl<A: Actor> Runtime<A> {
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         loop {
-            let active: Vec<mpsc::Sender<Mail>> = self
+            let active: Vec<mpsc::Sender<Mail<A>>> = self
                 .inner
                 .registry()
                 .values()
@@ -644,13 +692,7 @@ impl<A: Actor> Runtime<A> {
                 .collect();
             // Wake each idle actor so it sees the shutdown and deactivates.
             for sender in active {
-                let (reply, _ignored) = oneshot::channel();
-                let _ = sender.try_send(Box::new(Envelope {
-                    message: Bytes::new(),
-                    idempotency_key: None,
-                    reply,
-                    shutdown: true,
-                }));
+                let _ = sender.try_send(Mail::Shutdown);
             }
             if self.inner.registry().is_empty() {
                 return;
@@ -660,21 +702,22 @@ impl<A: Actor> Runtime<A> {
     }
 }
 
-enum Delivery {
+enum Delivery<A: Actor> {
     Accepted,
     Full,
-    Busy,
+    /// Not accepted now (the actor is deactivating): the envelope, to try again.
+    Busy(Box<Envelope<A>>),
 }
 
 impl<A: Actor> Inner<A> {
-    fn registry(&self) -> MutexGuard<'_, Registry> {
+    fn registry(&self) -> MutexGuard<'_, Registry<A>> {
         // Registry updates are single map operations: a poisoned lock still
         // guards a consistent map.
         self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Replies to an accepted message.
-    fn answer(&self, reply: oneshot::Sender<Result<Bytes, InvokeError>>, result: Result<Bytes, InvokeError>) {
+    fn answer(&self, reply: oneshot::Sender<Result<A::Reply, InvokeError>>, result: Result<A::Reply, InvokeError>) {
         count(&self.stats.answered);
         let _ = reply.send(result);
     }
@@ -751,7 +794,7 @@ impl<A: Actor> Inner<A> {
     /// channels drop, nothing it did not commit is visible, and the actor is
     /// released and deregistered so the next message starts a fresh task,
     /// which replays the journal's pending entries first.
-    async fn supervise(self: Arc<Self>, actor: ActorId, mailbox: mpsc::Receiver<Mail>, generation: u64) {
+    async fn supervise(self: Arc<Self>, actor: ActorId, mailbox: mpsc::Receiver<Mail<A>>, generation: u64) {
         let task = AssertUnwindSafe(self.clone().run_actor(actor.clone(), mailbox, generation));
         if let Err(payload) = task.catch_unwind().await {
             count(&self.stats.task_failures);
@@ -762,7 +805,7 @@ impl<A: Actor> Inner<A> {
         }
     }
 
-    async fn run_actor(self: Arc<Self>, actor: ActorId, mut mailbox: mpsc::Receiver<Mail>, generation: u64) {
+    async fn run_actor(self: Arc<Self>, actor: ActorId, mut mailbox: mpsc::Receiver<Mail<A>>, generation: u64) {
         count(&self.stats.activations);
         let mut life = Lifecycle::spawned();
         let (mut serving, mut state) = match Box::pin(self.activate(&actor)).await {
@@ -805,13 +848,15 @@ impl<A: Actor> Inner<A> {
         let mut last_activity = self.env.clock.now_monotonic();
         let mut timer = self.env.clock.sleep(idle);
         loop {
-            let next = Box::pin(mailbox.recv());
-            let envelope = match futures::future::select(next, timer).await {
-                Either::Left((Some(envelope), pending_timer)) if !envelope.shutdown => {
-                    timer = pending_timer;
-                    envelope
-                }
-                Either::Right(((), _)) => {
+            // The next message or the timer, whichever is ready first
+            // (messages first), without allocating per message.
+            let next = futures::future::poll_fn(|cx| match mailbox.poll_recv(cx) {
+                Poll::Ready(mail) => Poll::Ready(Either::Left(mail)),
+                Poll::Pending => timer.as_mut().poll(cx).map(Either::Right),
+            });
+            let envelope = match next.await {
+                Either::Left(Some(Mail::Invoke(envelope))) => envelope,
+                Either::Right(()) => {
                     let quiet = self.env.clock.now_monotonic().saturating_duration_since(last_activity);
                     if quiet < idle {
                         timer = self.env.clock.sleep(idle - quiet);
@@ -822,6 +867,11 @@ impl<A: Actor> Inner<A> {
                 // Shutdown: deactivate.
                 Either::Left(_) => break,
             };
+            let Envelope {
+                message,
+                idempotency_key,
+                reply,
+            } = *envelope;
             let serving_now = self.still_serving(&actor, &mut serving);
             if life.take(serving_now) != Disposition::Handle {
                 // Not serving: answer with an error and drain (not graceful).
@@ -829,22 +879,15 @@ impl<A: Actor> Inner<A> {
                     actor: actor.clone(),
                     reason: SELF_FENCED.to_string(),
                 };
-                self.answer(envelope.reply, Err(error.clone()));
+                self.answer(reply, Err(error.clone()));
                 Box::pin(self.finish(&actor, mailbox, generation, life, Some(error))).await;
                 return;
             }
             // Boxed: an idle actor's task then holds only the mailbox wait.
-            let result = Box::pin(self.invoke_once(
-                &actor,
-                &mut serving,
-                &mut state,
-                envelope.message,
-                envelope.idempotency_key,
-            ))
-            .await;
+            let result = Box::pin(self.invoke_once(&actor, &mut serving, &mut state, message, idempotency_key)).await;
             last_activity = self.env.clock.now_monotonic();
             let lost = stops_serving(&result);
-            self.answer(envelope.reply, result);
+            self.answer(reply, result);
             if lost {
                 life.lost_ownership();
                 let error = InvokeError::Unavailable {
@@ -868,7 +911,7 @@ impl<A: Actor> Inner<A> {
     async fn finish(
         &self,
         actor: &ActorId,
-        mut mailbox: mpsc::Receiver<Mail>,
+        mut mailbox: mpsc::Receiver<Mail<A>>,
         generation: u64,
         mut life: Lifecycle,
         error: Option<InvokeError>,
@@ -899,10 +942,10 @@ impl<A: Actor> Inner<A> {
             actor: actor.clone(),
             reason: "actor deactivated".to_string(),
         });
-        while let Some(envelope) = mailbox.recv().await {
-            if envelope.shutdown {
+        while let Some(mail) = mailbox.recv().await {
+            let Mail::Invoke(envelope) = mail else {
                 continue;
-            }
+            };
             let was_graceful = life.phase() == (Phase::Draining { graceful: true });
             let serving_now = match held.as_mut() {
                 Some((serving, _)) => self.still_serving(actor, serving),
@@ -945,19 +988,20 @@ impl<A: Actor> Inner<A> {
         actor: &ActorId,
         serving: &mut Serving,
         state: &mut Held<A::State>,
-        message: Bytes,
+        message: A::Message,
         idempotency_key: Option<String>,
-    ) -> Result<Bytes, InvokeError> {
+    ) -> Result<A::Reply, InvokeError> {
         let Some(key) = idempotency_key else {
             return self.run_handler(actor, serving, state, message, None).await;
         };
+        let payload = Bytes::from(serde_json::to_vec(&message).map_err(codec)?);
         let appended = self
             .journal
-            .append(actor, Some(&key), message, Some(serving.token.0))
+            .append(actor, Some(&key), payload, Some(serving.token.0))
             .await
             .map_err(|error| self.storage_error(actor, error))?;
         match appended {
-            AppendOutcome::Appended(entry) => self.execute(actor, serving, state, entry).await,
+            AppendOutcome::Appended(entry) => self.run_handler(actor, serving, state, message, Some(entry)).await,
             AppendOutcome::Duplicate {
                 status: EntryStatus::Completed { result },
                 ..
@@ -994,8 +1038,8 @@ impl<A: Actor> Inner<A> {
         serving: &mut Serving,
         state: &mut Held<A::State>,
         entry: JournalEntry,
-    ) -> Result<Bytes, InvokeError> {
-        let message = entry.payload.clone();
+    ) -> Result<A::Reply, InvokeError> {
+        let message: A::Message = serde_json::from_slice(&entry.payload).map_err(codec)?;
         self.run_handler(actor, serving, state, message, Some(entry)).await
     }
 
@@ -1008,18 +1052,18 @@ impl<A: Actor> Inner<A> {
         token: FencingToken,
         changed: Option<&Bytes>,
         entry: Option<&JournalEntry>,
-        outcome: &Outcome,
+        outcome: &Done<A::Reply>,
     ) -> Result<(), StorageError> {
         if let Some(encoded) = changed {
             txn.put(actor, STATE_KEY, encoded.clone())?;
             txn.put(actor, TOKEN_KEY, token.to_bytes())?;
         }
         if let Some(entry) = entry {
-            let recorded = serde_json::to_vec(outcome).map_err(|error| StorageError::Corrupt {
+            let recorded = outcome.record().map_err(|error| StorageError::Corrupt {
                 location: "journal result".to_string(),
                 reason: format!("invocation outcome not encodable: {error}"),
             })?;
-            self.journal.complete(txn, entry, Bytes::from(recorded))?;
+            self.journal.complete(txn, entry, recorded)?;
         }
         Ok(())
     }
@@ -1029,12 +1073,11 @@ impl<A: Actor> Inner<A> {
         actor: &ActorId,
         serving: &mut Serving,
         state: &mut Held<A::State>,
-        message: Bytes,
+        message: A::Message,
         entry: Option<JournalEntry>,
-    ) -> Result<Bytes, InvokeError> {
+    ) -> Result<A::Reply, InvokeError> {
         count(&self.stats.handled);
         let token = serving.token;
-        let decoded: A::Message = serde_json::from_slice(&message).map_err(codec)?;
         // Deferred: a handler that only writes takes no snapshot.
         let mut txn = self.store.begin_deferred();
         let mut next = state.value.clone();
@@ -1047,21 +1090,26 @@ impl<A: Actor> Inner<A> {
             };
             // The call itself is inside the guarded future: a panic in the
             // handler's synchronous part is caught too.
-            AssertUnwindSafe(async { self.actor.handle(&mut ctx, &mut next, decoded).await })
+            AssertUnwindSafe(async { self.actor.handle(&mut ctx, &mut next, message).await })
                 .catch_unwind()
                 .await
         };
         // The new state's encoding, if the handler succeeded and changed it.
         let (outcome, changed) = match outcome {
             Ok(Ok(reply)) => {
-                let encoded = Bytes::from(serde_json::to_vec(&next).map_err(codec)?);
-                let changed = (encoded != state.encoded).then_some(encoded);
-                (Outcome::Json(serde_json::to_string(&reply).map_err(codec)?), changed)
+                // Encoded only if it changed (a read encodes nothing).
+                let changed = if next == state.value {
+                    None
+                } else {
+                    let encoded = Bytes::from(serde_json::to_vec(&next).map_err(codec)?);
+                    (encoded != state.encoded).then_some(encoded)
+                };
+                (Done::Replied(reply), changed)
             }
             Ok(Err(error)) => {
                 // A failed handler's writes are discarded.
                 txn = self.store.begin_deferred();
-                (Outcome::Failed(error), None)
+                (Done::Failed(error), None)
             }
             Err(payload) => {
                 count(&self.stats.panics);
@@ -1070,7 +1118,7 @@ impl<A: Actor> Inner<A> {
                 // The handler may have written through ctx: start clean.
                 txn = self.store.begin_deferred();
                 *state = self.load_state(actor)?;
-                (Outcome::Panicked(message), None)
+                (Done::Panicked(message), None)
             }
         };
         if changed.is_none() && txn.write_count() == 0 && entry.is_none() {
@@ -1099,12 +1147,12 @@ impl<A: Actor> Inner<A> {
             tracing::warn!(%actor, %error, "invocation cannot be committed; recording its failure");
             txn = self.store.begin_deferred();
             changed = None;
-            outcome = Outcome::Failed(HandlerError::new(format!(
+            outcome = Done::Failed(HandlerError::new(format!(
                 "the invocation's effects or result cannot be stored ({error}); nothing was applied"
             )));
             match &entry {
                 Some(entry) => {
-                    let recorded = Bytes::from(serde_json::to_vec(&outcome).map_err(codec)?);
+                    let recorded = outcome.record().map_err(codec)?;
                     self.journal
                         .complete(&mut txn, entry, recorded)
                         .map_err(InvokeError::Storage)?;
@@ -1151,17 +1199,12 @@ impl<A: Actor> Inner<A> {
     }
 }
 
-impl Outcome {
-    fn into_result(self) -> Result<Bytes, InvokeError> {
-        match self {
-            Outcome::Reply(reply) => Ok(Bytes::from(reply)),
-            Outcome::Json(reply) => Ok(Bytes::from(reply)),
-            Outcome::Failed(error) => Err(InvokeError::Handler(error)),
-            Outcome::Panicked(message) => Err(InvokeError::HandlerPanicked { message }),
-        }
+/// A recorded outcome (a duplicate invocation's), as the caller gets it.
+fn decode_outcome<R: DeserializeOwned>(bytes: &[u8]) -> Result<R, InvokeError> {
+    match serde_json::from_slice::<Outcome>(bytes).map_err(codec)? {
+        Outcome::Reply(reply) => serde_json::from_slice(&reply).map_err(codec),
+        Outcome::Json(reply) => serde_json::from_str(&reply).map_err(codec),
+        Outcome::Failed(error) => Err(InvokeError::Handler(error)),
+        Outcome::Panicked(message) => Err(InvokeError::HandlerPanicked { message }),
     }
-}
-
-fn decode_outcome(bytes: &[u8]) -> Result<Bytes, InvokeError> {
-    serde_json::from_slice::<Outcome>(bytes).map_err(codec)?.into_result()
 }

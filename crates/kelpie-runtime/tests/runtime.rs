@@ -358,7 +358,7 @@ async fn a_single_node_restart_keeps_fencing_tokens_increasing() {
 /// State whose encoding panics once when it reaches 13: the panic happens
 /// in the runtime's own code (after the handler returned), so it kills the
 /// actor's task instead of failing one invocation.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
 struct FragileState(u64);
 
 static FRAGILE_ARMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);

@@ -11,13 +11,14 @@
 //! token) go through a hash index; scans walk an ordered set of the keys.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 use std::hash::BuildHasherDefault;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
+use indexmap::IndexMap;
 
 use crate::engine::{Engine, Snapshot, WriteBody, WriteView};
 use crate::error::StorageError;
@@ -77,11 +78,11 @@ impl Versions {
 const RECLAIM_PER_WRITE: usize = 8;
 
 /// Every key's versions: hashed for point access, and the keys in order
-/// for scans. Both always hold the same keys. The hasher is fixed, so runs
-/// stay deterministic (nothing iterates the hash map in its order anyway).
+/// for scans. Both always hold the same keys. The hash index has a fixed
+/// hasher and a deterministic order, so simulated runs replay exactly.
 #[derive(Debug, Default)]
 struct Map {
-    versions: HashMap<Arc<[u8]>, Versions, BuildHasherDefault<DefaultHasher>>,
+    versions: IndexMap<Arc<[u8]>, Versions, BuildHasherDefault<DefaultHasher>>,
     order: BTreeSet<Arc<[u8]>>,
 }
 
@@ -101,7 +102,7 @@ impl Map {
     }
 
     fn remove(&mut self, key: &[u8]) {
-        self.versions.remove(key);
+        self.versions.swap_remove(key);
         self.order.remove(key);
     }
 

@@ -807,6 +807,9 @@ fn publish(
             });
             answers.push((request, answer));
         }
+        // Commits that never read register no snapshot, whose release
+        // would prune: keep the log to what live snapshots still need.
+        occ.prune();
     }
     let observer = if inner.observed.load(Ordering::SeqCst) {
         lock(&inner.observer).clone()
@@ -857,4 +860,38 @@ fn apply_batch(inner: &StoreInner, batch: Vec<CommitRequest>) -> (Vec<CommitRequ
         outcomes = batch.iter().map(|_| Err(error.clone())).collect();
     }
     (batch, outcomes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::MemoryEngine;
+    use kelpie_core::spawn::TokioSpawner;
+
+    #[tokio::test]
+    async fn the_validation_log_keeps_only_what_live_snapshots_need() {
+        let store = Store::new(
+            Arc::new(MemoryEngine::new()),
+            Arc::new(TokioSpawner::current().expect("in a runtime")),
+        );
+        let actor = ActorId::new("test", "log").expect("valid id");
+        let log_len = || store.inner.occ().log.len();
+        for round in 0..100u8 {
+            let mut blind = store.begin_deferred();
+            blind.put(&actor, b"k", vec![round]).expect("put");
+            blind.commit().await.expect("commit");
+        }
+        assert_eq!(log_len(), 0, "no snapshot is live: nothing to validate against");
+        let mut reader = store.begin().expect("begin");
+        for round in 0..3u8 {
+            let mut blind = store.begin_deferred();
+            blind.put(&actor, b"k", vec![round]).expect("put");
+            blind.commit().await.expect("commit");
+        }
+        assert_eq!(log_len(), 3, "the reader's snapshot needs the commits since it");
+        assert_eq!(reader.get(&actor, b"k"), Ok(Some(Bytes::from(vec![99u8]))));
+        reader.put(&actor, b"k", vec![7]).expect("put");
+        assert!(matches!(reader.commit().await, Err(StorageError::Conflict { .. })));
+        assert_eq!(log_len(), 0);
+    }
 }
