@@ -410,17 +410,22 @@ fn count(counter: &AtomicU64) {
     counter.fetch_add(1, Ordering::Relaxed);
 }
 
-/// An actor's state as the handler sees it, with its stored encoding (to
-/// tell whether a handler changed it).
-struct Held<S> {
-    value: S,
-    encoded: Bytes,
-}
-
 /// The token an activation serves with, and its cached permission.
 struct Serving {
     token: FencingToken,
+    /// `token` as the store holds it (built once per activation).
+    fence: Bytes,
     grant: Option<ServingGrant>,
+}
+
+impl Serving {
+    fn new(token: FencingToken) -> Self {
+        Self {
+            token,
+            fence: token.to_bytes(),
+            grant: None,
+        }
+    }
 }
 
 /// A mailbox slot: an invocation, boxed so an idle actor's mailbox (whose
@@ -734,22 +739,15 @@ impl<A: Actor> Inner<A> {
         }
     }
 
-    fn load_state(&self, actor: &ActorId) -> Result<Held<A::State>, InvokeError> {
+    fn load_state(&self, actor: &ActorId) -> Result<A::State, InvokeError> {
         let mut txn = self.store.begin().map_err(InvokeError::Storage)?;
         match txn.get(actor, STATE_KEY).map_err(InvokeError::Storage)? {
-            Some(encoded) => Ok(Held {
-                value: serde_json::from_slice(&encoded).map_err(codec)?,
-                encoded,
-            }),
-            None => {
-                let value = A::State::default();
-                let encoded = Bytes::from(serde_json::to_vec(&value).map_err(codec)?);
-                Ok(Held { value, encoded })
-            }
+            Some(encoded) => serde_json::from_slice(&encoded).map_err(codec),
+            None => Ok(A::State::default()),
         }
     }
 
-    async fn activate(&self, actor: &ActorId) -> Result<(Serving, Held<A::State>), InvokeError> {
+    async fn activate(&self, actor: &ActorId) -> Result<(Serving, A::State), InvokeError> {
         let token = match self.ownership.serving_token(actor) {
             Some(token) => token,
             None => self.ownership.claim(actor).await.map_err(|error| match error {
@@ -770,7 +768,7 @@ impl<A: Actor> Inner<A> {
                 reason: error.to_string(),
             })?;
         let state = self.load_state(actor)?;
-        Ok((Serving { token, grant: None }, state))
+        Ok((Serving::new(token), state))
     }
 
     /// Whether this node may still serve `actor` with `serving`'s token
@@ -847,12 +845,25 @@ impl<A: Actor> Inner<A> {
         // actor deactivates only if nothing arrived for a whole period.
         let mut last_activity = self.env.clock.now_monotonic();
         let mut timer = self.env.clock.sleep(idle);
+        // Whether `timer` was polled (and so holds this task's waker).
+        let mut timer_polled = false;
         loop {
             // The next message or the timer, whichever is ready first
-            // (messages first), without allocating per message.
-            let next = futures::future::poll_fn(|cx| match mailbox.poll_recv(cx) {
-                Poll::Ready(mail) => Poll::Ready(Either::Left(mail)),
-                Poll::Pending => timer.as_mut().poll(cx).map(Either::Right),
+            // (messages first), without allocating per message. A timer
+            // polled once holds this task's waker and wakes it when it
+            // fires, so right after a message (the first poll) it is not
+            // polled again: only a poll after a wake-up may find it ready.
+            let mut first_poll = true;
+            let next = futures::future::poll_fn(|cx| {
+                let skip_timer = std::mem::take(&mut first_poll) && timer_polled;
+                match mailbox.poll_recv(cx) {
+                    Poll::Ready(mail) => Poll::Ready(Either::Left(mail)),
+                    Poll::Pending if skip_timer => Poll::Pending,
+                    Poll::Pending => {
+                        timer_polled = true;
+                        timer.as_mut().poll(cx).map(Either::Right)
+                    }
+                }
             });
             let envelope = match next.await {
                 Either::Left(Some(Mail::Invoke(envelope))) => envelope,
@@ -860,6 +871,7 @@ impl<A: Actor> Inner<A> {
                     let quiet = self.env.clock.now_monotonic().saturating_duration_since(last_activity);
                     if quiet < idle {
                         timer = self.env.clock.sleep(idle - quiet);
+                        timer_polled = false;
                         continue;
                     }
                     break;
@@ -929,7 +941,7 @@ impl<A: Actor> Inner<A> {
         if life.phase() == (Phase::Draining { graceful: true }) {
             if let Some(token) = self.ownership.serving_token(actor) {
                 if let Ok(state) = self.load_state(actor) {
-                    held = Some((Serving { token, grant: None }, state));
+                    held = Some((Serving::new(token), state));
                 }
             }
             if held.is_none() {
@@ -987,7 +999,7 @@ impl<A: Actor> Inner<A> {
         &self,
         actor: &ActorId,
         serving: &mut Serving,
-        state: &mut Held<A::State>,
+        state: &mut A::State,
         message: A::Message,
         idempotency_key: Option<String>,
     ) -> Result<A::Reply, InvokeError> {
@@ -1036,7 +1048,7 @@ impl<A: Actor> Inner<A> {
         &self,
         actor: &ActorId,
         serving: &mut Serving,
-        state: &mut Held<A::State>,
+        state: &mut A::State,
         entry: JournalEntry,
     ) -> Result<A::Reply, InvokeError> {
         let message: A::Message = serde_json::from_slice(&entry.payload).map_err(codec)?;
@@ -1049,14 +1061,14 @@ impl<A: Actor> Inner<A> {
         &self,
         txn: &mut Transaction,
         actor: &ActorId,
-        token: FencingToken,
-        changed: Option<&Bytes>,
+        fence: &Bytes,
+        changed: Option<Bytes>,
         entry: Option<&JournalEntry>,
         outcome: &Done<A::Reply>,
     ) -> Result<(), StorageError> {
         if let Some(encoded) = changed {
-            txn.put(actor, STATE_KEY, encoded.clone())?;
-            txn.put(actor, TOKEN_KEY, token.to_bytes())?;
+            txn.put(actor, STATE_KEY, encoded)?;
+            txn.put(actor, TOKEN_KEY, fence.clone())?;
         }
         if let Some(entry) = entry {
             let recorded = outcome.record().map_err(|error| StorageError::Corrupt {
@@ -1072,15 +1084,14 @@ impl<A: Actor> Inner<A> {
         &self,
         actor: &ActorId,
         serving: &mut Serving,
-        state: &mut Held<A::State>,
+        state: &mut A::State,
         message: A::Message,
         entry: Option<JournalEntry>,
     ) -> Result<A::Reply, InvokeError> {
         count(&self.stats.handled);
-        let token = serving.token;
         // Deferred: a handler that only writes takes no snapshot.
         let mut txn = self.store.begin_deferred();
-        let mut next = state.value.clone();
+        let mut next = state.clone();
         let now = self.env.clock.now_monotonic();
         let outcome = {
             let mut ctx = ActorContext {
@@ -1098,11 +1109,10 @@ impl<A: Actor> Inner<A> {
         let (outcome, changed) = match outcome {
             Ok(Ok(reply)) => {
                 // Encoded only if it changed (a read encodes nothing).
-                let changed = if next == state.value {
+                let changed = if next == *state {
                     None
                 } else {
-                    let encoded = Bytes::from(serde_json::to_vec(&next).map_err(codec)?);
-                    (encoded != state.encoded).then_some(encoded)
+                    Some(Bytes::from(serde_json::to_vec(&next).map_err(codec)?))
                 };
                 (Done::Replied(reply), changed)
             }
@@ -1134,9 +1144,9 @@ impl<A: Actor> Inner<A> {
             }
             return outcome.into_result();
         }
-        let mut changed = changed;
+        let mut state_changed = changed.is_some();
         let mut outcome = outcome;
-        if let Err(error) = self.stage(&mut txn, actor, token, changed.as_ref(), entry.as_ref(), &outcome) {
+        if let Err(error) = self.stage(&mut txn, actor, &serving.fence, changed, entry.as_ref(), &outcome) {
             if error.is_retryable() {
                 return Err(self.storage_error(actor, error));
             }
@@ -1146,7 +1156,7 @@ impl<A: Actor> Inner<A> {
             // activation does not replay it again and again.
             tracing::warn!(%actor, %error, "invocation cannot be committed; recording its failure");
             txn = self.store.begin_deferred();
-            changed = None;
+            state_changed = false;
             outcome = Done::Failed(HandlerError::new(format!(
                 "the invocation's effects or result cannot be stored ({error}); nothing was applied"
             )));
@@ -1161,12 +1171,12 @@ impl<A: Actor> Inner<A> {
             }
         }
         if !cfg!(feature = "bug-runtime-unfenced-commit") {
-            txn.require_fence(actor, token.to_bytes());
+            txn.require_fence(actor, serving.fence.clone());
         }
         match txn.commit().await {
             Ok(_) => {
-                if let Some(encoded) = changed {
-                    *state = Held { value: next, encoded };
+                if state_changed {
+                    *state = next;
                 }
                 outcome.into_result()
             }

@@ -23,6 +23,12 @@ pub trait WriteView {
     /// Writes `value` at `key`.
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError>;
 
+    /// Like [`WriteView::put`], handing over `value`: an engine that keeps
+    /// values in memory shares it instead of copying.
+    fn put_shared(&mut self, key: &[u8], value: &Bytes) -> Result<(), StorageError> {
+        self.put(key, value)
+    }
+
     /// Deletes `key` (no-op if absent).
     fn delete(&mut self, key: &[u8]) -> Result<(), StorageError>;
 }

@@ -231,6 +231,11 @@ impl WriteView for MemoryWrite<'_> {
         Ok(())
     }
 
+    fn put_shared(&mut self, key: &[u8], value: &Bytes) -> Result<(), StorageError> {
+        self.writes.insert(key.to_vec(), Some(value.clone()));
+        Ok(())
+    }
+
     fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
         self.writes.insert(key.to_vec(), None);
         Ok(())

@@ -59,7 +59,7 @@ pub struct CommitInfo {
 
 struct CommittedWrites {
     version: u64,
-    keys: Arc<Vec<Vec<u8>>>,
+    keys: Vec<Vec<u8>>,
 }
 
 #[derive(Default)]
@@ -169,8 +169,6 @@ struct CommitRequest {
     reads: BTreeSet<Vec<u8>>,
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
     writes: BTreeMap<Vec<u8>, Option<Bytes>>,
-    /// The keys of `writes`, for the validation log (built before any lock).
-    keys: Arc<Vec<Vec<u8>>>,
     fence: Option<Fence>,
     /// Where the committer task sends the outcome (`None` for inline commits).
     reply: Option<oneshot::Sender<Result<CommitInfo, StorageError>>>,
@@ -575,7 +573,6 @@ impl Transaction {
             active: self.view.take().map(|view| view.active),
             reads: std::mem::take(&mut self.reads),
             ranges: std::mem::take(&mut self.ranges),
-            keys: Arc::new(self.writes.keys().cloned().collect()),
             writes: std::mem::take(&mut self.writes),
             fence: self.fence.take(),
             reply: None,
@@ -619,7 +616,7 @@ struct Committer {
 
 /// Whether `request` conflicts with any write set in `log` or `batch`
 /// committed after its snapshot. Returns the conflicting key.
-fn conflict(request: &CommitRequest, occ: &OccState, batch: &[Arc<Vec<Vec<u8>>>]) -> Option<Vec<u8>> {
+fn conflict(request: &CommitRequest, occ: &OccState, batch: &[&CommitRequest]) -> Option<Vec<u8>> {
     if cfg!(feature = "bug-storage-skip-occ-check") {
         return None;
     }
@@ -631,20 +628,16 @@ fn conflict(request: &CommitRequest, occ: &OccState, batch: &[Arc<Vec<Vec<u8>>>]
     if snapshot < occ.floor {
         return Some(b"<validation history pruned>".to_vec());
     }
-    let later = occ
+    let read = |key: &Vec<u8>| {
+        request.reads.contains(key) || request.ranges.iter().any(|(start, end)| start <= key && key < end)
+    };
+    let logged = occ
         .log
         .iter()
         .filter(|entry| entry.version > snapshot)
-        .map(|entry| &entry.keys)
-        .chain(batch.iter());
-    for keys in later {
-        for key in keys.iter() {
-            if request.reads.contains(key) || request.ranges.iter().any(|(start, end)| start <= key && key < end) {
-                return Some(key.clone());
-            }
-        }
-    }
-    None
+        .flat_map(|entry| entry.keys.iter());
+    let batched = batch.iter().flat_map(|earlier| earlier.writes.keys());
+    logged.chain(batched).find(|key| read(key)).cloned()
 }
 
 fn check_fence(view: &mut dyn WriteView, fence: &Option<Fence>) -> Result<(), StorageError> {
@@ -660,7 +653,7 @@ fn check_fence(view: &mut dyn WriteView, fence: &Option<Fence>) -> Result<(), St
     })
 }
 
-type BatchOutcome = Vec<Result<Arc<Vec<Vec<u8>>>, StorageError>>;
+type BatchOutcome = Vec<Result<(), StorageError>>;
 
 impl Committer {
     async fn run(self, mut receiver: futures::channel::mpsc::Receiver<CommitRequest>) {
@@ -763,8 +756,7 @@ impl Committer {
                 }
             }
         }
-        let keys = request.keys.clone();
-        self.publish(vec![request], vec![result.map(|()| keys)]);
+        self.publish(vec![request], vec![result]);
     }
 }
 
@@ -788,22 +780,28 @@ fn publish(
     let mut answers = Vec::with_capacity(batch.len());
     {
         let mut occ = inner.occ();
+        // A write set is logged only while some snapshot may need
+        // validating against it: one registered now (snapshots register
+        // under this lock, at the current version).
+        let log = |occ: &mut OccState, request: &CommitRequest| {
+            occ.version += 1;
+            let version = occ.version;
+            if !occ.active.is_empty() {
+                let keys = request.writes.keys().cloned().collect();
+                occ.log.push_back(CommittedWrites { version, keys });
+            }
+            version
+        };
         for (request, outcome) in batch.into_iter().zip(outcomes) {
             if matches!(outcome, Err(StorageError::Io { .. } | StorageError::Failed { .. })) {
                 // The engine failed: its write may still have been applied
                 // (e.g. written, then the sync failed). Validate later
                 // commits against these writes as if they were, so no
                 // transaction that read the old values can commit on them.
-                occ.version += 1;
-                let version = occ.version;
-                let keys = request.keys.clone();
-                occ.log.push_back(CommittedWrites { version, keys });
+                log(&mut occ, &request);
             }
-            let answer = outcome.map(|keys| {
-                occ.version += 1;
-                let version = occ.version;
-                occ.log.push_back(CommittedWrites { version, keys });
-                CommitInfo { version }
+            let answer = outcome.map(|()| CommitInfo {
+                version: log(&mut occ, &request),
             });
             answers.push((request, answer));
         }
@@ -832,7 +830,7 @@ fn apply_batch(inner: &StoreInner, batch: Vec<CommitRequest>) -> (Vec<CommitRequ
     let written = inner.engine.write(&mut |view| {
         outcomes.clear();
         let occ = inner.occ();
-        let mut applied: Vec<Arc<Vec<Vec<u8>>>> = Vec::new();
+        let mut applied: Vec<&CommitRequest> = Vec::new();
         for request in &batch {
             if let Some(key) = conflict(request, &occ, &applied) {
                 outcomes.push(Err(StorageError::Conflict { key: printable(&key) }));
@@ -847,12 +845,14 @@ fn apply_batch(inner: &StoreInner, batch: Vec<CommitRequest>) -> (Vec<CommitRequ
             }
             for (key, value) in &request.writes {
                 match value {
-                    Some(value) => view.put(key, value)?,
+                    Some(value) => view.put_shared(key, value)?,
                     None => view.delete(key)?,
                 }
             }
-            applied.push(request.keys.clone());
-            outcomes.push(Ok(request.keys.clone()));
+            if batch.len() > 1 {
+                applied.push(request);
+            }
+            outcomes.push(Ok(()));
         }
         Ok(())
     });
