@@ -29,9 +29,8 @@
 //! the actor. A node whose session cannot be renewed in time stops serving
 //! (self-fencing); a stale node's commits are rejected by the store.
 
-use std::hash::{BuildHasherDefault, DefaultHasher};
-
 use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
 use std::ops::Bound;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -202,9 +201,12 @@ pub trait Actor: Send + Sync + 'static {
     /// be structural (equal states encode equally): a handler that leaves
     /// the state equal commits no state write.
     type State: Serialize + DeserializeOwned + Default + Clone + PartialEq + Send + Sync + 'static;
-    /// What callers send.
+    /// What callers send. An invocation with an idempotency key journals
+    /// it as JSON, and a replay handles the decoded copy: it must survive a
+    /// JSON round trip unchanged.
     type Message: Serialize + DeserializeOwned + Send + 'static;
-    /// What callers get back.
+    /// What callers get back. A retry of a completed keyed invocation gets
+    /// the journaled JSON, decoded: it must survive the round trip too.
     type Reply: Serialize + DeserializeOwned + Send + 'static;
 
     /// Handles one message. May change `state` and write through `ctx`;
@@ -449,7 +451,7 @@ struct Envelope<A: Actor> {
 /// ordered map of 10,000 ids cost a quarter of a read's CPU in the W2
 /// benchmark) with a fixed hasher and insertion-ordered iteration, so the
 /// simulator's runs stay deterministic.
-type Registry<A> = IndexMap<ActorId, Slot<A>, BuildHasherDefault<DefaultHasher>>;
+type Registry<A> = IndexMap<ActorId, Slot<A>, FxBuildHasher>;
 
 enum Slot<A: Actor> {
     Active {
@@ -845,25 +847,15 @@ impl<A: Actor> Inner<A> {
         // actor deactivates only if nothing arrived for a whole period.
         let mut last_activity = self.env.clock.now_monotonic();
         let mut timer = self.env.clock.sleep(idle);
-        // Whether `timer` was polled (and so holds this task's waker).
-        let mut timer_polled = false;
         loop {
             // The next message or the timer, whichever is ready first
-            // (messages first), without allocating per message. A timer
-            // polled once holds this task's waker and wakes it when it
-            // fires, so right after a message (the first poll) it is not
-            // polled again: only a poll after a wake-up may find it ready.
-            let mut first_poll = true;
-            let next = futures::future::poll_fn(|cx| {
-                let skip_timer = std::mem::take(&mut first_poll) && timer_polled;
-                match mailbox.poll_recv(cx) {
-                    Poll::Ready(mail) => Poll::Ready(Either::Left(mail)),
-                    Poll::Pending if skip_timer => Poll::Pending,
-                    Poll::Pending => {
-                        timer_polled = true;
-                        timer.as_mut().poll(cx).map(Either::Right)
-                    }
-                }
+            // (messages first), without allocating per message. The timer
+            // is polled whenever the mailbox is empty: its wake-up may have
+            // been taken by an await inside the last invocation (a slow
+            // handler, a commit), so only polling it tells whether it fired.
+            let next = futures::future::poll_fn(|cx| match mailbox.poll_recv(cx) {
+                Poll::Ready(mail) => Poll::Ready(Either::Left(mail)),
+                Poll::Pending => timer.as_mut().poll(cx).map(Either::Right),
             });
             let envelope = match next.await {
                 Either::Left(Some(Mail::Invoke(envelope))) => envelope,
@@ -871,7 +863,6 @@ impl<A: Actor> Inner<A> {
                     let quiet = self.env.clock.now_monotonic().saturating_duration_since(last_activity);
                     if quiet < idle {
                         timer = self.env.clock.sleep(idle - quiet);
-                        timer_polled = false;
                         continue;
                     }
                     break;

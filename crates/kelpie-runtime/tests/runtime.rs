@@ -122,6 +122,26 @@ fn options() -> InvokeOptions {
 
 // Paused tokio time: the idle timeout elapses exactly, however loaded the machine.
 #[tokio::test(start_paused = true)]
+async fn an_idle_timer_that_fires_during_a_slow_invocation_still_deactivates_the_actor() {
+    let mut config = RuntimeConfig::new("counter");
+    config.idle_timeout = Duration::from_millis(20);
+    let node = node(config);
+    let a = counter("a");
+    assert_eq!(node.runtime.invoke(&a, CounterMessage::Add(1), options()).await, Ok(1));
+    // The idle timer fires while the handler awaits: its wake-up is taken
+    // by the handler's await, and the actor must still notice it.
+    assert_eq!(
+        node.runtime.invoke(&a, CounterMessage::Slow(50), options()).await,
+        Ok(1)
+    );
+    #[allow(clippy::disallowed_methods)] // Let time pass for the idle timeout.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(node.runtime.active(), Vec::<ActorId>::new());
+    assert_eq!(node.runtime.stats().deactivations, 1);
+}
+
+// Paused tokio time: the idle timeout elapses exactly, however loaded the machine.
+#[tokio::test(start_paused = true)]
 async fn state_persists_across_invocations_and_deactivation() {
     let mut config = RuntimeConfig::new("counter");
     config.idle_timeout = Duration::from_millis(20);

@@ -10,15 +10,14 @@
 //! Point reads and writes (the hot path: an actor's state and fencing
 //! token) go through a hash index; scans walk an ordered set of the keys.
 
-use std::collections::hash_map::DefaultHasher;
 use std::collections::{BTreeMap, BTreeSet};
-use std::hash::BuildHasherDefault;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
 
 use crate::engine::{Engine, Snapshot, WriteBody, WriteView};
 use crate::error::StorageError;
@@ -82,7 +81,7 @@ const RECLAIM_PER_WRITE: usize = 8;
 /// hasher and a deterministic order, so simulated runs replay exactly.
 #[derive(Debug, Default)]
 struct Map {
-    versions: IndexMap<Arc<[u8]>, Versions, BuildHasherDefault<DefaultHasher>>,
+    versions: IndexMap<Arc<[u8]>, Versions, FxBuildHasher>,
     order: BTreeSet<Arc<[u8]>>,
 }
 
@@ -126,7 +125,7 @@ struct Shared {
     /// Keys holding older versions (or a deleted key's tombstone) for some
     /// reader: each write transaction re-prunes a few of them, so versions
     /// of keys never written again are freed once their readers are gone.
-    retained: Mutex<BTreeSet<Vec<u8>>>,
+    retained: Mutex<BTreeSet<Arc<[u8]>>>,
 }
 
 impl Shared {
@@ -212,32 +211,47 @@ impl Snapshot for MemorySnapshot {
 }
 
 /// A write transaction's view: its own buffered writes over the newest
-/// committed values (writers are serialised, so those cannot change).
+/// committed values (writers are serialised, so those cannot change, nor
+/// can the map's indices). A write to a key the map has is buffered by the
+/// key's index (one hash, no copy of the key); one to a new key by the key.
 struct MemoryWrite<'a> {
     map: &'a Map,
-    writes: BTreeMap<Vec<u8>, Option<Bytes>>,
+    existing: BTreeMap<usize, Option<Bytes>>,
+    fresh: BTreeMap<Vec<u8>, Option<Bytes>>,
+}
+
+impl MemoryWrite<'_> {
+    fn buffer(&mut self, key: &[u8], value: Option<Bytes>) {
+        match self.map.versions.get_index_of(key) {
+            Some(index) => self.existing.insert(index, value),
+            None => self.fresh.insert(key.to_vec(), value),
+        };
+    }
 }
 
 impl WriteView for MemoryWrite<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-        if let Some(value) = self.writes.get(key) {
-            return Ok(value.clone());
-        }
-        Ok(self.map.get(key).and_then(|versions| versions.latest.1.clone()))
+        Ok(match self.map.versions.get_full(key) {
+            Some((index, _, versions)) => match self.existing.get(&index) {
+                Some(value) => value.clone(),
+                None => versions.latest.1.clone(),
+            },
+            None => self.fresh.get(key).cloned().flatten(),
+        })
     }
 
     fn put(&mut self, key: &[u8], value: &[u8]) -> Result<(), StorageError> {
-        self.writes.insert(key.to_vec(), Some(Bytes::copy_from_slice(value)));
+        self.buffer(key, Some(Bytes::copy_from_slice(value)));
         Ok(())
     }
 
     fn put_shared(&mut self, key: &[u8], value: &Bytes) -> Result<(), StorageError> {
-        self.writes.insert(key.to_vec(), Some(value.clone()));
+        self.buffer(key, Some(value.clone()));
         Ok(())
     }
 
     fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
-        self.writes.insert(key.to_vec(), None);
+        self.buffer(key, None);
         Ok(())
     }
 }
@@ -264,16 +278,17 @@ impl Engine for MemoryEngine {
             .writer
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let writes = {
+        let (existing, fresh) = {
             let map = self.shared.read();
             let mut view = MemoryWrite {
                 map: &map,
-                writes: BTreeMap::new(),
+                existing: BTreeMap::new(),
+                fresh: BTreeMap::new(),
             };
             body(&mut view)?;
-            view.writes
+            (view.existing, view.fresh)
         };
-        if writes.is_empty() {
+        if existing.is_empty() && fresh.is_empty() {
             return Ok(());
         }
         // Holding the readers lock until the sequence is published: no
@@ -288,8 +303,39 @@ impl Engine for MemoryEngine {
             .retained
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
+        // Keys of the map first, by index (indices hold until a removal).
+        let mut gone: Vec<Arc<[u8]>> = Vec::new();
+        for (index, value) in existing {
+            let Some((key, versions)) = map.versions.get_index_mut(index) else {
+                continue;
+            };
+            versions.push(sequence, value, oldest_reader);
+            if versions.is_gone() {
+                gone.push(key.clone());
+            } else if !versions.older.is_empty() || versions.latest.1.is_none() {
+                retained.insert(key.clone());
+            } else {
+                retained.remove(key);
+            }
+        }
+        for key in gone {
+            map.remove(&key);
+            retained.remove(&key);
+        }
+        for (key, value) in fresh {
+            // A new key: readers before `sequence` see it absent.
+            if value.is_some() {
+                map.insert(
+                    key,
+                    Versions {
+                        latest: (sequence, value),
+                        older: Vec::new(),
+                    },
+                );
+            }
+        }
         // Reclaim versions of earlier writes that no reader needs any more.
-        let due: Vec<Vec<u8>> = retained.iter().take(RECLAIM_PER_WRITE).cloned().collect();
+        let due: Vec<Arc<[u8]>> = retained.iter().take(RECLAIM_PER_WRITE).cloned().collect();
         for key in due {
             let keep = match map.get_mut(&key) {
                 Some(versions) => {
@@ -305,33 +351,6 @@ impl Engine for MemoryEngine {
             };
             if !keep {
                 retained.remove(&key);
-            }
-        }
-        for (key, value) in writes {
-            match map.get_mut(&key) {
-                Some(versions) => {
-                    versions.push(sequence, value, oldest_reader);
-                    if versions.is_gone() {
-                        map.remove(&key);
-                        retained.remove(&key);
-                    } else if !versions.older.is_empty() || versions.latest.1.is_none() {
-                        retained.insert(key);
-                    } else {
-                        retained.remove(&key);
-                    }
-                }
-                None => {
-                    // A new key: readers before `sequence` see it absent.
-                    if value.is_some() {
-                        map.insert(
-                            key,
-                            Versions {
-                                latest: (sequence, value),
-                                older: Vec::new(),
-                            },
-                        );
-                    }
-                }
             }
         }
         // Published while the map is still locked: a snapshot taken from

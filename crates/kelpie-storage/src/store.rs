@@ -53,7 +53,8 @@ pub const VALIDATION_LOG_ENTRIES_MAX: usize = 100_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommitInfo {
     /// The commit's position in the store's total commit order (for a
-    /// read-only transaction, the snapshot it read).
+    /// read-only transaction, the snapshot it read; for a deferred one that
+    /// never read, the version current at its commit).
     pub version: u64,
 }
 
@@ -342,7 +343,9 @@ impl Transaction {
     }
 
     /// Writes `value` at `key` of `actor`. Limits are checked now; on error
-    /// the transaction is unchanged.
+    /// the transaction is unchanged. The value is kept as given: a `Bytes`
+    /// slice of a larger buffer keeps that buffer alive in the in-memory
+    /// engine (copy it first if that matters).
     pub fn put(&mut self, actor: &ActorId, key: &[u8], value: impl Into<Bytes>) -> Result<(), StorageError> {
         check_user_key(key)?;
         self.raw_put(raw_key(Space::State, actor, key), value.into())
@@ -584,10 +587,11 @@ impl Transaction {
             if inner.closed.load(Ordering::SeqCst) {
                 return Err(StorageError::Closed);
             }
-            let (batch, outcomes) = apply_batch(&inner, vec![request]);
+            let batch = std::slice::from_ref(&request);
+            let outcomes = apply_batch(&inner, batch);
             return publish(&inner, batch, outcomes)
                 .pop()
-                .map_or(Err(StorageError::Closed), |(_, answer)| answer);
+                .unwrap_or(Err(StorageError::Closed));
         }
         let (reply, answer) = oneshot::channel();
         request.reply = Some(reply);
@@ -691,12 +695,16 @@ impl Committer {
     async fn commit_batch(&self, batch: Vec<CommitRequest>) {
         if !self.inner.engine.blocks() {
             // A memory engine never waits on I/O: no hop to the blocking pool.
-            let (batch, outcomes) = apply_batch(&self.inner, batch);
+            let outcomes = apply_batch(&self.inner, &batch);
             self.publish(batch, outcomes);
             return;
         }
         let inner = self.inner.clone();
-        let (batch, outcomes) = match self.blocking(move || apply_batch(&inner, batch)).await {
+        let applied = self.blocking(move || {
+            let outcomes = apply_batch(&inner, &batch);
+            (batch, outcomes)
+        });
+        let (batch, outcomes) = match applied.await {
             Some(result) => result,
             None => {
                 // The engine work died (a panic inside the engine): whether
@@ -712,7 +720,8 @@ impl Committer {
 
     /// Publishes the batch's outcomes and answers every waiting committer.
     fn publish(&self, batch: Vec<CommitRequest>, outcomes: BatchOutcome) {
-        for (request, answer) in publish(&self.inner, batch, outcomes) {
+        let answers = publish(&self.inner, &batch, outcomes);
+        for (request, answer) in batch.into_iter().zip(answers) {
             let CommitRequest { active, reply, .. } = request;
             drop(active);
             if let Some(reply) = reply {
@@ -761,12 +770,12 @@ impl Committer {
 }
 
 /// Publishes versions for the successful commits of a batch (in order) and
-/// shows each to the observer; returns every request with its answer.
+/// shows each to the observer; returns every request's answer, in order.
 fn publish(
     inner: &StoreInner,
-    batch: Vec<CommitRequest>,
+    batch: &[CommitRequest],
     outcomes: BatchOutcome,
-) -> Vec<(CommitRequest, Result<CommitInfo, StorageError>)> {
+) -> Vec<Result<CommitInfo, StorageError>> {
     let stats = &inner.stats;
     stats.batches.fetch_add(1, Ordering::Relaxed);
     for outcome in &outcomes {
@@ -792,18 +801,17 @@ fn publish(
             }
             version
         };
-        for (request, outcome) in batch.into_iter().zip(outcomes) {
+        for (request, outcome) in batch.iter().zip(outcomes) {
             if matches!(outcome, Err(StorageError::Io { .. } | StorageError::Failed { .. })) {
                 // The engine failed: its write may still have been applied
                 // (e.g. written, then the sync failed). Validate later
                 // commits against these writes as if they were, so no
                 // transaction that read the old values can commit on them.
-                log(&mut occ, &request);
+                log(&mut occ, request);
             }
-            let answer = outcome.map(|()| CommitInfo {
-                version: log(&mut occ, &request),
-            });
-            answers.push((request, answer));
+            answers.push(outcome.map(|()| CommitInfo {
+                version: log(&mut occ, request),
+            }));
         }
         // Commits that never read register no snapshot, whose release
         // would prune: keep the log to what live snapshots still need.
@@ -815,7 +823,7 @@ fn publish(
         None
     };
     if let Some(observer) = observer {
-        for (request, answer) in &answers {
+        for (request, answer) in batch.iter().zip(&answers) {
             if let Ok(info) = answer {
                 observer(info.version, &request.writes);
             }
@@ -825,13 +833,13 @@ fn publish(
 }
 
 /// Validates and applies a batch in one engine transaction.
-fn apply_batch(inner: &StoreInner, batch: Vec<CommitRequest>) -> (Vec<CommitRequest>, BatchOutcome) {
+fn apply_batch(inner: &StoreInner, batch: &[CommitRequest]) -> BatchOutcome {
     let mut outcomes: BatchOutcome = Vec::with_capacity(batch.len());
     let written = inner.engine.write(&mut |view| {
         outcomes.clear();
         let occ = inner.occ();
         let mut applied: Vec<&CommitRequest> = Vec::new();
-        for request in &batch {
+        for request in batch {
             if let Some(key) = conflict(request, &occ, &applied) {
                 outcomes.push(Err(StorageError::Conflict { key: printable(&key) }));
                 continue;
@@ -859,7 +867,7 @@ fn apply_batch(inner: &StoreInner, batch: Vec<CommitRequest>) -> (Vec<CommitRequ
     if let Err(error) = written {
         outcomes = batch.iter().map(|_| Err(error.clone())).collect();
     }
-    (batch, outcomes)
+    outcomes
 }
 
 #[cfg(test)]
