@@ -125,7 +125,47 @@ struct Shared {
     /// Keys holding older versions (or a deleted key's tombstone) for some
     /// reader: each write transaction re-prunes a few of them, so versions
     /// of keys never written again are freed once their readers are gone.
-    retained: Mutex<BTreeSet<Arc<[u8]>>>,
+    retained: Mutex<Retained>,
+}
+
+/// The retained keys and where the next re-pruning starts: it walks them
+/// round-robin, so keys that stay retained (written often while readers
+/// come and go) cannot keep the others from ever being visited.
+#[derive(Debug, Default)]
+struct Retained {
+    keys: BTreeSet<Arc<[u8]>>,
+    cursor: Option<Arc<[u8]>>,
+}
+
+impl Retained {
+    fn insert(&mut self, key: Arc<[u8]>) {
+        self.keys.insert(key);
+    }
+
+    fn remove(&mut self, key: &[u8]) {
+        self.keys.remove(key);
+    }
+
+    /// The next `count` keys after the cursor, wrapping around once; moves
+    /// the cursor past them.
+    fn due(&mut self, count: usize) -> Vec<Arc<[u8]>> {
+        let mut due: Vec<Arc<[u8]>> = match &self.cursor {
+            Some(cursor) => self
+                .keys
+                .range::<[u8], _>((Bound::Excluded(&cursor[..]), Bound::Unbounded))
+                .take(count)
+                .cloned()
+                .collect(),
+            None => self.keys.iter().take(count).cloned().collect(),
+        };
+        if due.len() < count {
+            // Wrap: the keys up to the cursor, none of them taken yet.
+            let room = (count - due.len()).min(self.keys.len() - due.len());
+            due.extend(self.keys.iter().take(room).cloned());
+        }
+        self.cursor = due.last().cloned();
+        due
+    }
 }
 
 impl Shared {
@@ -303,11 +343,23 @@ impl Engine for MemoryEngine {
             .retained
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Keys of the map first, by index (indices hold until a removal).
+        // Keys of the map first, by index. The body's indices still hold:
+        // only a writer changes the map, and this one holds `writer`. Were
+        // one out of range, nothing is applied.
+        if existing
+            .keys()
+            .next_back()
+            .is_some_and(|last| *last >= map.versions.len())
+        {
+            return Err(StorageError::Corrupt {
+                location: "memory engine".to_string(),
+                reason: "a buffered write's key index is out of range".to_string(),
+            });
+        }
         let mut gone: Vec<Arc<[u8]>> = Vec::new();
         for (index, value) in existing {
             let Some((key, versions)) = map.versions.get_index_mut(index) else {
-                continue;
+                continue; // Checked above: every index is in range.
             };
             versions.push(sequence, value, oldest_reader);
             if versions.is_gone() {
@@ -335,7 +387,7 @@ impl Engine for MemoryEngine {
             }
         }
         // Reclaim versions of earlier writes that no reader needs any more.
-        let due: Vec<Arc<[u8]>> = retained.iter().take(RECLAIM_PER_WRITE).cloned().collect();
+        let due = retained.due(RECLAIM_PER_WRITE);
         for key in due {
             let keep = match map.get_mut(&key) {
                 Some(versions) => {
@@ -439,6 +491,54 @@ mod tests {
             })
             .expect("write");
         assert_eq!(engine.snapshot().expect("snapshot").get(b"a").expect("get"), None);
+    }
+
+    #[test]
+    fn reclaim_reaches_every_retained_key_while_others_stay_retained() {
+        let engine = MemoryEngine::new();
+        let early: Vec<[u8; 1]> = (b'a'..=b'j').map(|key| [key]).collect();
+        for key in &early {
+            put(&engine, key, Some(b"0"));
+        }
+        put(&engine, b"z", Some(b"old"));
+        // `z` is deleted while `first` reads; the early keys are rewritten
+        // while `second` reads, so their old values stay needed as long as
+        // `second` lives, and they sort before `z`.
+        let first = engine.snapshot().expect("snapshot");
+        put(&engine, b"z", None);
+        let second = engine.snapshot().expect("snapshot");
+        for key in &early {
+            put(&engine, key, Some(b"1"));
+        }
+        drop(first);
+        // Nobody needs z's versions now. A few more writes re-prune the
+        // retained keys: they must reach `z` past the ten that stay.
+        for round in 0..4u8 {
+            put(&engine, b"0", Some(&[round]));
+        }
+        assert!(
+            engine.shared.read().get(b"z").is_none(),
+            "z's tombstone and old value are freed once their reader is gone"
+        );
+        assert_eq!(second.get(b"a").expect("get"), Some(Bytes::from_static(b"0")));
+    }
+
+    #[test]
+    fn a_write_view_reads_a_new_key_it_wrote_then_deleted_as_absent() {
+        let engine = MemoryEngine::new();
+        engine
+            .write(&mut |view| {
+                view.put(b"new", b"1")?;
+                assert_eq!(view.get(b"new")?, Some(Bytes::from_static(b"1")));
+                view.delete(b"new")?;
+                assert_eq!(view.get(b"new")?, None);
+                view.put(b"other", b"2")?;
+                Ok(())
+            })
+            .expect("write");
+        let snapshot = engine.snapshot().expect("snapshot");
+        assert_eq!(snapshot.get(b"new").expect("get"), None);
+        assert_eq!(snapshot.get(b"other").expect("get"), Some(Bytes::from_static(b"2")));
     }
 
     type Model = BTreeMap<Vec<u8>, Bytes>;

@@ -53,8 +53,8 @@ pub const VALIDATION_LOG_ENTRIES_MAX: usize = 100_000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CommitInfo {
     /// The commit's position in the store's total commit order (for a
-    /// read-only transaction, the snapshot it read; for a deferred one that
-    /// never read, the version current at its commit).
+    /// read-only transaction, the snapshot it read; for a read-only deferred
+    /// one that never read, the version current at its commit).
     pub version: u64,
 }
 
