@@ -327,13 +327,11 @@ impl Transaction {
 
     /// The snapshot, taken now if this deferred transaction had none.
     fn snapshot(&mut self) -> Result<&dyn Snapshot, StorageError> {
-        if self.view.is_none() {
-            self.view = Some(View::open(&self.inner)?);
-        }
-        match &self.view {
-            Some(view) => Ok(view.snapshot.as_ref()),
-            None => Err(StorageError::Closed),
-        }
+        let view = match self.view.take() {
+            Some(view) => self.view.insert(view),
+            None => self.view.insert(View::open(&self.inner)?),
+        };
+        Ok(view.snapshot.as_ref())
     }
 
     /// Reads `key` of `actor`.
