@@ -227,9 +227,9 @@ impl OwnershipDriver {
         self.lock().core.serving_token(actor, now)
     }
 
-    /// The grant to serve `actor` now, if this node may.
-    pub fn serving_grant(&self, actor: &ActorId) -> Option<ServingGrant> {
-        let now = self.env.clock.now_monotonic();
+    /// The grant to serve `actor` at `now` (a reading of this node's
+    /// clock), if this node may.
+    pub fn serving_grant(&self, actor: &ActorId, now: MonotonicInstant) -> Option<ServingGrant> {
         let shared = self.lock();
         let generation = self.generation.load(Ordering::Acquire);
         shared
@@ -242,11 +242,12 @@ impl OwnershipDriver {
             })
     }
 
-    /// Whether `grant` still holds: no step of the core since it was given
-    /// and the node's clock is before its end. `false` means "ask again"
+    /// Whether `grant` still holds at `now` (a reading of this node's
+    /// clock): no step of the core since it was given and `now` is before
+    /// its end. `false` means "ask again"
     /// ([`OwnershipDriver::serving_grant`]), not necessarily "lost".
-    pub fn still_serving(&self, grant: &ServingGrant) -> bool {
-        self.generation.load(Ordering::Acquire) == grant.generation && self.env.clock.now_monotonic() < grant.until
+    pub fn still_serving(&self, grant: &ServingGrant, now: MonotonicInstant) -> bool {
+        self.generation.load(Ordering::Acquire) == grant.generation && now < grant.until
     }
 
     /// Every actor this node believes it may serve now, with its token.

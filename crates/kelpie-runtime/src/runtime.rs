@@ -222,8 +222,13 @@ pub trait Actor: Send + Sync + 'static {
 /// Per-invocation options.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct InvokeOptions {
-    /// Give up (with [`InvokeError::DeadlineExceeded`]) after this long.
-    pub deadline: Duration,
+    /// Give up (with [`InvokeError::DeadlineExceeded`]) after this long
+    /// (default 30 s). `None` waits for the reply however long it takes,
+    /// as a plain ask of an in-process actor framework does: it saves the
+    /// timer an invocation otherwise arms (a sixth of a local read's CPU).
+    /// The wait still ends if the actor's task dies (with
+    /// [`InvokeError::Unavailable`]) or the caller drops the future.
+    pub deadline: Option<Duration>,
     /// Makes the invocation's effects exactly-once: a retry with the same
     /// key returns the first reply without running the handler again.
     pub idempotency_key: Option<String>,
@@ -232,7 +237,7 @@ pub struct InvokeOptions {
 impl Default for InvokeOptions {
     fn default() -> Self {
         Self {
-            deadline: Duration::from_secs(30),
+            deadline: Some(Duration::from_secs(30)),
             idempotency_key: None,
         }
     }
@@ -342,7 +347,7 @@ pub struct RuntimeConfig {
     pub namespace: String,
     /// Mailbox capacity per actor.
     pub mailbox_depth: usize,
-    /// Deactivate an actor idle this long.
+    /// Deactivate an actor once no message has started for this long.
     pub idle_timeout: Duration,
 }
 
@@ -598,15 +603,13 @@ impl<A: Actor> Runtime<A> {
                 namespace: self.inner.config.namespace.clone(),
             });
         }
-        let clock = self.inner.env.clock.clone();
-        let deadline_ms = u64::try_from(options.deadline.as_millis()).unwrap_or(u64::MAX);
         let (reply, answer) = oneshot::channel();
         let mut envelope = Box::new(Envelope {
             message,
             idempotency_key: options.idempotency_key,
             reply,
         });
-        let sleeper = clock.clone();
+        let clock = &self.inner.env.clock;
         let attempt = async move {
             loop {
                 if self.inner.shutting_down.load(Ordering::SeqCst) {
@@ -627,14 +630,19 @@ impl<A: Actor> Runtime<A> {
                     // Deactivating: wait for the drain to finish, then activate anew.
                     Delivery::Busy(returned) => {
                         envelope = returned;
-                        sleeper.sleep(Duration::from_millis(1)).await;
+                        clock.sleep(Duration::from_millis(1)).await;
                     }
                 }
             }
         };
-        match kelpie_core::clock::timeout(clock.as_ref(), options.deadline, attempt).await {
+        let Some(deadline) = options.deadline else {
+            return attempt.await;
+        };
+        match kelpie_core::clock::timeout(clock.as_ref(), deadline, attempt).await {
             Ok(result) => result,
-            Err(_) => Err(InvokeError::DeadlineExceeded { deadline_ms }),
+            Err(_) => Err(InvokeError::DeadlineExceeded {
+                deadline_ms: u64::try_from(deadline.as_millis()).unwrap_or(u64::MAX),
+            }),
         }
     }
 
@@ -773,17 +781,18 @@ impl<A: Actor> Inner<A> {
         Ok((Serving::new(token), state))
     }
 
-    /// Whether this node may still serve `actor` with `serving`'s token
-    /// (self-fencing): cheap while the cached grant holds.
-    fn still_serving(&self, actor: &ActorId, serving: &mut Serving) -> bool {
+    /// Whether this node may still serve `actor` with `serving`'s token at
+    /// `now`, a fresh reading of the node's clock (self-fencing): cheap
+    /// while the cached grant holds.
+    fn still_serving(&self, actor: &ActorId, serving: &mut Serving, now: MonotonicInstant) -> bool {
         if let Some(grant) = &serving.grant {
-            if self.ownership.still_serving(grant) {
+            if self.ownership.still_serving(grant, now) {
                 return true;
             }
         }
         serving.grant = self
             .ownership
-            .serving_grant(actor)
+            .serving_grant(actor, now)
             .filter(|grant| grant.token == serving.token);
         serving.grant.is_some()
     }
@@ -875,7 +884,10 @@ impl<A: Actor> Inner<A> {
                 idempotency_key,
                 reply,
             } = *envelope;
-            let serving_now = self.still_serving(&actor, &mut serving);
+            // One clock reading per message: the self-fencing check, the
+            // handler's `ctx.now()` and the idle timer's last activity.
+            let now = self.env.clock.now_monotonic();
+            let serving_now = self.still_serving(&actor, &mut serving, now);
             if life.take(serving_now) != Disposition::Handle {
                 // Not serving: answer with an error and drain (not graceful).
                 let error = InvokeError::Unavailable {
@@ -886,9 +898,10 @@ impl<A: Actor> Inner<A> {
                 Box::pin(self.finish(&actor, mailbox, generation, life, Some(error))).await;
                 return;
             }
-            // Boxed: an idle actor's task then holds only the mailbox wait.
-            let result = Box::pin(self.invoke_once(&actor, &mut serving, &mut state, message, idempotency_key)).await;
-            last_activity = self.env.clock.now_monotonic();
+            let result = self
+                .invoke_once(&actor, &mut serving, &mut state, message, idempotency_key, now)
+                .await;
+            last_activity = now;
             let lost = stops_serving(&result);
             self.answer(reply, result);
             if lost {
@@ -950,14 +963,15 @@ impl<A: Actor> Inner<A> {
                 continue;
             };
             let was_graceful = life.phase() == (Phase::Draining { graceful: true });
+            let now = self.env.clock.now_monotonic();
             let serving_now = match held.as_mut() {
-                Some((serving, _)) => self.still_serving(actor, serving),
+                Some((serving, _)) => self.still_serving(actor, serving, now),
                 None => false,
             };
             match (life.take(serving_now), held.as_mut()) {
                 (Disposition::Handle, Some((serving, state))) => {
                     let result = self
-                        .invoke_once(actor, serving, state, envelope.message, envelope.idempotency_key)
+                        .invoke_once(actor, serving, state, envelope.message, envelope.idempotency_key, now)
                         .await;
                     if stops_serving(&result) {
                         life.lost_ownership();
@@ -993,10 +1007,26 @@ impl<A: Actor> Inner<A> {
         state: &mut A::State,
         message: A::Message,
         idempotency_key: Option<String>,
+        now: MonotonicInstant,
     ) -> Result<A::Reply, InvokeError> {
-        let Some(key) = idempotency_key else {
-            return self.run_handler(actor, serving, state, message, None).await;
-        };
+        match idempotency_key {
+            None => self.run_handler(actor, serving, state, message, None, now).await,
+            // Boxed: the journaled path's future is the larger, and an
+            // idle actor's task holds room for the largest one it awaits.
+            Some(key) => Box::pin(self.invoke_keyed(actor, serving, state, message, key, now)).await,
+        }
+    }
+
+    /// A keyed invocation: journaled, so a retry returns its first result.
+    async fn invoke_keyed(
+        &self,
+        actor: &ActorId,
+        serving: &mut Serving,
+        state: &mut A::State,
+        message: A::Message,
+        key: String,
+        now: MonotonicInstant,
+    ) -> Result<A::Reply, InvokeError> {
         let payload = Bytes::from(serde_json::to_vec(&message).map_err(codec)?);
         let appended = self
             .journal
@@ -1004,7 +1034,7 @@ impl<A: Actor> Inner<A> {
             .await
             .map_err(|error| self.storage_error(actor, error))?;
         match appended {
-            AppendOutcome::Appended(entry) => self.run_handler(actor, serving, state, message, Some(entry)).await,
+            AppendOutcome::Appended(entry) => self.run_handler(actor, serving, state, message, Some(entry), now).await,
             AppendOutcome::Duplicate {
                 status: EntryStatus::Completed { result },
                 ..
@@ -1043,7 +1073,8 @@ impl<A: Actor> Inner<A> {
         entry: JournalEntry,
     ) -> Result<A::Reply, InvokeError> {
         let message: A::Message = serde_json::from_slice(&entry.payload).map_err(codec)?;
-        self.run_handler(actor, serving, state, message, Some(entry)).await
+        let now = self.env.clock.now_monotonic();
+        self.run_handler(actor, serving, state, message, Some(entry), now).await
     }
 
     /// Stages an invocation's commit: its new state (and the token it was
@@ -1078,12 +1109,12 @@ impl<A: Actor> Inner<A> {
         state: &mut A::State,
         message: A::Message,
         entry: Option<JournalEntry>,
+        now: MonotonicInstant,
     ) -> Result<A::Reply, InvokeError> {
         count(&self.stats.handled);
         // Deferred: a handler that only writes takes no snapshot.
         let mut txn = self.store.begin_deferred();
         let mut next = state.clone();
-        let now = self.env.clock.now_monotonic();
         let outcome = {
             let mut ctx = ActorContext {
                 actor,
@@ -1127,7 +1158,8 @@ impl<A: Actor> Inner<A> {
             // entry): the reply is linearizable at this instant if this node
             // still serves the actor, since no other node can have committed
             // while this node's lease is valid (self-fencing).
-            if !self.still_serving(actor, serving) {
+            // A fresh reading: the handler may have awaited.
+            if !self.still_serving(actor, serving, self.env.clock.now_monotonic()) {
                 return Err(InvokeError::Unavailable {
                     actor: actor.clone(),
                     reason: SELF_FENCED.to_string(),
@@ -1164,7 +1196,7 @@ impl<A: Actor> Inner<A> {
         if !cfg!(feature = "bug-runtime-unfenced-commit") {
             txn.require_fence(actor, serving.fence.clone());
         }
-        match txn.commit().await {
+        match Box::pin(txn.commit()).await {
             Ok(_) => {
                 if state_changed {
                     *state = next;

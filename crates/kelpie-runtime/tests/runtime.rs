@@ -293,7 +293,7 @@ async fn bad_invocations_are_typed_errors() {
         })
     );
     let slow = InvokeOptions {
-        deadline: Duration::from_millis(10),
+        deadline: Some(Duration::from_millis(10)),
         ..options()
     };
     assert_eq!(
@@ -307,6 +307,23 @@ async fn bad_invocations_are_typed_errors() {
         node.runtime.invoke(&counter("a"), CounterMessage::Get, options()).await,
         Err(InvokeError::ShuttingDown)
     );
+}
+
+#[tokio::test]
+async fn an_invocation_without_a_deadline_waits_for_a_slow_reply() {
+    let node = node(RuntimeConfig::new("counter"));
+    let a = counter("a");
+    assert_eq!(node.runtime.invoke(&a, CounterMessage::Add(7), options()).await, Ok(7));
+    let patient = InvokeOptions {
+        deadline: None,
+        ..options()
+    };
+    // Longer than the 10 ms deadline that fails the same message above.
+    assert_eq!(
+        node.runtime.invoke(&a, CounterMessage::Slow(60), patient.clone()).await,
+        Ok(7)
+    );
+    assert_eq!(node.runtime.invoke(&a, CounterMessage::Add(1), patient).await, Ok(8));
 }
 
 #[tokio::test]

@@ -518,7 +518,7 @@ impl App {
         A::Message: Clone,
     {
         let options = InvokeOptions {
-            deadline: self.invoke_deadline,
+            deadline: Some(self.invoke_deadline),
             idempotency_key: meta.key.as_ref().map(|key| format!("{key}{key_suffix}")),
         };
         let mut attempt = 0;

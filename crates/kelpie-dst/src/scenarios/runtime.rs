@@ -421,7 +421,7 @@ async fn client(env: HarnessEnv, ghost: SharedGhost, client: usize, nodes: usize
         // are idempotent by value, so they go unjournaled: the fence alone
         // must stop a zombie's blind write.
         let options = InvokeOptions {
-            deadline: Duration::from_millis(1_500),
+            deadline: Some(Duration::from_millis(1_500)),
             idempotency_key: is_counter.then(|| key.clone()),
         };
         let mut node = env.rng.below(nodes as u64) as usize;
