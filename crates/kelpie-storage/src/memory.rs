@@ -76,6 +76,9 @@ impl Versions {
 /// How many retained keys each write transaction re-prunes.
 const RECLAIM_PER_WRITE: usize = 8;
 
+/// The largest write buffer kept for the next write transaction.
+const SCRATCH_CAPACITY_MAX: usize = 1024;
+
 /// Every key's versions: hashed for point access, and the keys in order
 /// for scans. Both always hold the same keys. The hash index has a fixed
 /// hasher and a deterministic order, so simulated runs replay exactly.
@@ -83,6 +86,13 @@ const RECLAIM_PER_WRITE: usize = 8;
 struct Map {
     versions: IndexMap<Arc<[u8]>, Versions, FxBuildHasher>,
     order: BTreeSet<Arc<[u8]>>,
+    /// Keys holding older versions (or a deleted key's tombstone) for some
+    /// reader: each write transaction re-prunes a few of them, so versions
+    /// of keys never written again are freed once their readers are gone.
+    retained: Retained,
+    /// The buffer of writes to existing keys, kept between write
+    /// transactions (empty in between) so a write allocates none.
+    scratch: Vec<(usize, Option<Bytes>)>,
 }
 
 impl Map {
@@ -103,6 +113,7 @@ impl Map {
     fn remove(&mut self, key: &[u8]) {
         self.versions.swap_remove(key);
         self.order.remove(key);
+        self.retained.remove(key);
     }
 
     /// Entries with `start <= key < end`, in key order.
@@ -118,14 +129,9 @@ struct Shared {
     map: RwLock<Map>,
     /// The sequence of the last applied write transaction.
     sequence: AtomicU64,
-    /// Live snapshots by sequence (count per sequence).
+    /// Live snapshots by sequence (count per sequence). Lock order: `map`,
+    /// then `readers`.
     readers: Mutex<BTreeMap<u64, usize>>,
-    /// Serialises write transactions.
-    writer: Mutex<()>,
-    /// Keys holding older versions (or a deleted key's tombstone) for some
-    /// reader: each write transaction re-prunes a few of them, so versions
-    /// of keys never written again are freed once their readers are gone.
-    retained: Mutex<Retained>,
 }
 
 /// The retained keys and where the next re-pruning starts: it walks them
@@ -250,30 +256,64 @@ impl Snapshot for MemorySnapshot {
     }
 }
 
+/// Up to this many buffered writes to existing keys are found by a linear
+/// search; past it, through `MemoryWrite::positions`.
+const LINEAR_WRITES_MAX: usize = 16;
+
 /// A write transaction's view: its own buffered writes over the newest
-/// committed values (writers are serialised, so those cannot change, nor
-/// can the map's indices). A write to a key the map has is buffered by the
-/// key's index (one hash, no copy of the key); one to a new key by the key.
+/// committed values (the map is write-locked, so those cannot change, nor
+/// can its indices). A write to a key the map has is buffered by the key's
+/// index (one hash, no copy of the key), once per key; one to a new key by
+/// the key.
 struct MemoryWrite<'a> {
     map: &'a Map,
-    existing: BTreeMap<usize, Option<Bytes>>,
+    /// (index in the map, value), one entry per index.
+    existing: Vec<(usize, Option<Bytes>)>,
+    /// Index in the map → position in `existing`, kept once `existing`
+    /// outgrows a linear search (a large transaction or batch).
+    positions: BTreeMap<usize, usize>,
     fresh: BTreeMap<Vec<u8>, Option<Bytes>>,
 }
 
 impl MemoryWrite<'_> {
+    /// Where the write to the map's key `index` is buffered, if it is.
+    fn position(&self, index: usize) -> Option<usize> {
+        if self.existing.len() <= LINEAR_WRITES_MAX {
+            self.existing.iter().position(|(buffered, _)| *buffered == index)
+        } else {
+            self.positions.get(&index).copied()
+        }
+    }
+
     fn buffer(&mut self, key: &[u8], value: Option<Bytes>) {
-        match self.map.versions.get_index_of(key) {
-            Some(index) => self.existing.insert(index, value),
-            None => self.fresh.insert(key.to_vec(), value),
+        let Some(index) = self.map.versions.get_index_of(key) else {
+            self.fresh.insert(key.to_vec(), value);
+            return;
         };
+        if let Some(position) = self.position(index) {
+            self.existing[position].1 = value;
+            return;
+        }
+        self.existing.push((index, value));
+        let count = self.existing.len();
+        if count == LINEAR_WRITES_MAX + 1 {
+            self.positions = self
+                .existing
+                .iter()
+                .enumerate()
+                .map(|(position, (index, _))| (*index, position))
+                .collect();
+        } else if count > LINEAR_WRITES_MAX {
+            self.positions.insert(index, count - 1);
+        }
     }
 }
 
 impl WriteView for MemoryWrite<'_> {
     fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
         Ok(match self.map.versions.get_full(key) {
-            Some((index, _, versions)) => match self.existing.get(&index) {
-                Some(value) => value.clone(),
+            Some((index, _, versions)) => match self.position(index) {
+                Some(position) => self.existing[position].1.clone(),
                 None => versions.latest.1.clone(),
             },
             None => self.fresh.get(key).cloned().flatten(),
@@ -313,22 +353,39 @@ impl Engine for MemoryEngine {
     }
 
     fn write(&self, body: WriteBody<'_>) -> Result<(), StorageError> {
-        let _writer = self
-            .shared
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let (existing, fresh) = {
-            let map = self.shared.read();
-            let mut view = MemoryWrite {
-                map: &map,
-                existing: BTreeMap::new(),
-                fresh: BTreeMap::new(),
-            };
-            body(&mut view)?;
-            (view.existing, view.fresh)
+        // The map's write lock serialises write transactions, from the
+        // body's reads to the publication of the sequence.
+        let mut guard = self.shared.write();
+        let map = &mut *guard;
+        let mut view = MemoryWrite {
+            existing: std::mem::take(&mut map.scratch),
+            map,
+            positions: BTreeMap::new(),
+            fresh: BTreeMap::new(),
         };
+        let body_result = body(&mut view);
+        let MemoryWrite {
+            mut existing, fresh, ..
+        } = view;
+        if let Err(error) = body_result {
+            existing.clear();
+            map.scratch = existing;
+            return Err(error);
+        }
+        // Keys of the map first, in index order. The body's indices still
+        // hold: only a writer changes the map, and this one holds it. Were
+        // one out of range, nothing is applied.
+        existing.sort_unstable_by_key(|(index, _)| *index);
+        if existing.last().is_some_and(|(last, _)| *last >= map.versions.len()) {
+            existing.clear();
+            map.scratch = existing;
+            return Err(StorageError::Corrupt {
+                location: "memory engine".to_string(),
+                reason: "a buffered write's key index is out of range".to_string(),
+            });
+        }
         if existing.is_empty() && fresh.is_empty() {
+            map.scratch = existing;
             return Ok(());
         }
         // Holding the readers lock until the sequence is published: no
@@ -337,27 +394,8 @@ impl Engine for MemoryEngine {
         let readers = self.shared.readers();
         let oldest_reader = readers.keys().next().copied().unwrap_or(u64::MAX);
         let sequence = self.shared.sequence.load(Ordering::Acquire) + 1;
-        let mut map = self.shared.write();
-        let mut retained = self
-            .shared
-            .retained
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        // Keys of the map first, by index. The body's indices still hold:
-        // only a writer changes the map, and this one holds `writer`. Were
-        // one out of range, nothing is applied.
-        if existing
-            .keys()
-            .next_back()
-            .is_some_and(|last| *last >= map.versions.len())
-        {
-            return Err(StorageError::Corrupt {
-                location: "memory engine".to_string(),
-                reason: "a buffered write's key index is out of range".to_string(),
-            });
-        }
         let mut gone: Vec<Arc<[u8]>> = Vec::new();
-        for (index, value) in existing {
+        for (index, value) in existing.drain(..) {
             let Some((key, versions)) = map.versions.get_index_mut(index) else {
                 continue; // Checked above: every index is in range.
             };
@@ -365,14 +403,17 @@ impl Engine for MemoryEngine {
             if versions.is_gone() {
                 gone.push(key.clone());
             } else if !versions.older.is_empty() || versions.latest.1.is_none() {
-                retained.insert(key.clone());
+                map.retained.insert(key.clone());
             } else {
-                retained.remove(key);
+                map.retained.remove(key);
             }
+        }
+        // Kept for the next write, unless a large one grew it.
+        if existing.capacity() <= SCRATCH_CAPACITY_MAX {
+            map.scratch = existing;
         }
         for key in gone {
             map.remove(&key);
-            retained.remove(&key);
         }
         for (key, value) in fresh {
             // A new key: readers before `sequence` see it absent.
@@ -387,7 +428,7 @@ impl Engine for MemoryEngine {
             }
         }
         // Reclaim versions of earlier writes that no reader needs any more.
-        let due = retained.due(RECLAIM_PER_WRITE);
+        let due = map.retained.due(RECLAIM_PER_WRITE);
         for key in due {
             let keep = match map.get_mut(&key) {
                 Some(versions) => {
@@ -402,15 +443,14 @@ impl Engine for MemoryEngine {
                 None => false,
             };
             if !keep {
-                retained.remove(&key);
+                map.retained.remove(&key);
             }
         }
         // Published while the map is still locked: a snapshot taken from
         // now on sees the whole transaction.
         self.shared.sequence.store(sequence, Ordering::Release);
-        drop(retained);
-        drop(map);
         drop(readers);
+        drop(guard);
         Ok(())
     }
 
@@ -541,6 +581,42 @@ mod tests {
         assert_eq!(snapshot.get(b"other").expect("get"), Some(Bytes::from_static(b"2")));
     }
 
+    #[test]
+    fn a_large_write_reads_and_applies_its_last_write_to_each_key() {
+        let engine = MemoryEngine::new();
+        let key = |i: u8| format!("k{i:02}").into_bytes();
+        engine
+            .write(&mut |view| (0..40).try_for_each(|i| view.put(&key(i), b"0")))
+            .expect("write");
+        engine
+            .write(&mut |view| {
+                // Past `LINEAR_WRITES_MAX` buffered writes to existing keys.
+                for i in 0..40 {
+                    view.put(&key(i), b"1")?;
+                }
+                view.put(&key(5), b"2")?;
+                view.delete(&key(30))?;
+                view.put(&key(39), b"3")?;
+                assert_eq!(view.get(&key(5))?, Some(Bytes::from_static(b"2")));
+                assert_eq!(view.get(&key(30))?, None);
+                assert_eq!(view.get(&key(39))?, Some(Bytes::from_static(b"3")));
+                assert_eq!(view.get(&key(0))?, Some(Bytes::from_static(b"1")));
+                Ok(())
+            })
+            .expect("write");
+        let snapshot = engine.snapshot().expect("snapshot");
+        let expected = |i: u8| match i {
+            5 => Some(Bytes::from_static(b"2")),
+            30 => None,
+            39 => Some(Bytes::from_static(b"3")),
+            _ => Some(Bytes::from_static(b"1")),
+        };
+        for i in 0..40 {
+            assert_eq!(snapshot.get(&key(i)).expect("get"), expected(i), "key {i}");
+        }
+        assert_eq!(snapshot.scan(b"k", b"l", 100).expect("scan").len(), 39);
+    }
+
     type Model = BTreeMap<Vec<u8>, Bytes>;
 
     #[derive(Clone, Debug)]
@@ -554,6 +630,8 @@ mod tests {
         use proptest::prelude::*;
         prop_oneof![
             3 => proptest::collection::vec((0u8..6, proptest::option::of(any::<u8>())), 1..4).prop_map(Op::Write),
+            // Past a linear search of the buffered writes, with overwrites.
+            1 => proptest::collection::vec((0u8..24, proptest::option::of(any::<u8>())), 17..48).prop_map(Op::Write),
             1 => Just(Op::Take),
             1 => any::<usize>().prop_map(Op::Drop),
         ]
@@ -599,15 +677,19 @@ mod tests {
                     let scanned: BTreeMap<Vec<u8>, Bytes> =
                         snapshot.scan(&[0], &[255], 100).expect("scan").into_iter().collect();
                     proptest::prop_assert_eq!(&scanned, expected);
-                    for key in 0u8..6 {
+                    for key in 0u8..24 {
                         proptest::prop_assert_eq!(snapshot.get(&[key]).expect("get"), expected.get(&vec![key]).cloned());
                     }
                 }
             }
             drop(live);
-            // One write of another key reclaims every version kept for the
-            // readers now gone, also of keys never written again.
-            engine.write(&mut |view| view.put(&[200], b"x")).expect("write");
+            // Writes of another key reclaim every version kept for the
+            // readers now gone, also of keys never written again: each
+            // re-prunes the next `RECLAIM_PER_WRITE` of the (at most 24)
+            // retained keys.
+            for _ in 0..24usize.div_ceil(RECLAIM_PER_WRITE) {
+                engine.write(&mut |view| view.put(&[200], b"x")).expect("write");
+            }
             proptest::prop_assert_eq!(engine.retained_versions(), 0);
             let scanned: Model = engine.snapshot().expect("snapshot").scan(&[0], &[100], 100).expect("scan").into_iter().collect();
             proptest::prop_assert_eq!(scanned, model);
