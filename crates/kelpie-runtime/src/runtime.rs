@@ -4,8 +4,9 @@
 //! **Model.** Every active actor is one task that owns its state and its
 //! bounded mailbox; nothing else touches either, so there are no locks
 //! around actor state and no lock is ever held across an `.await`. The
-//! registry (actor id → mailbox) is a map under one mutex, locked briefly
-//! and never together with another lock.
+//! registry (actor id → mailbox) is a map in shards, each under its own
+//! mutex (an actor's shard is fixed by its id), locked briefly and never
+//! together with another lock.
 //!
 //! **An invocation**, inside the actor's task:
 //! 1. with an idempotency key, append a journal entry (fenced); a duplicate
@@ -31,9 +32,10 @@
 
 use indexmap::IndexMap;
 use rustc_hash::FxBuildHasher;
+use std::hash::BuildHasher;
 use std::ops::Bound;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 use std::time::Duration;
@@ -101,11 +103,20 @@ impl HandlerError {
 /// typed state. Everything written commits with the state, or not at all.
 pub struct ActorContext<'a> {
     actor: &'a ActorId,
-    txn: &'a mut Transaction,
+    store: &'a Store,
+    /// Begun at the handler's first access: a handler that touches no key
+    /// (a read of the typed state) begins none.
+    txn: &'a mut Option<Transaction>,
     now: MonotonicInstant,
 }
 
 impl ActorContext<'_> {
+    /// The invocation's transaction, begun on first use (deferred: a
+    /// handler that only writes takes no snapshot).
+    fn txn(&mut self) -> &mut Transaction {
+        self.txn.get_or_insert_with(|| self.store.begin_deferred())
+    }
+
     /// The actor being invoked.
     pub fn actor(&self) -> &ActorId {
         self.actor
@@ -118,17 +129,20 @@ impl ActorContext<'_> {
 
     /// Reads `key` (snapshot of the invocation's start plus own writes).
     pub fn get(&mut self, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-        self.txn.get(self.actor, key)
+        let actor = self.actor;
+        self.txn().get(actor, key)
     }
 
     /// Writes `key`.
     pub fn put(&mut self, key: &[u8], value: impl Into<Bytes>) -> Result<(), StorageError> {
-        self.txn.put(self.actor, key, value)
+        let actor = self.actor;
+        self.txn().put(actor, key, value)
     }
 
     /// Deletes `key`.
     pub fn delete(&mut self, key: &[u8]) -> Result<(), StorageError> {
-        self.txn.delete(self.actor, key)
+        let actor = self.actor;
+        self.txn().delete(actor, key)
     }
 
     /// Up to `limit` of the actor's own entries with keys in `(start, end)`,
@@ -139,24 +153,25 @@ impl ActorContext<'_> {
         end: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
-        self.txn.scan(self.actor, start, end, limit)
+        let actor = self.actor;
+        self.txn().scan(actor, start, end, limit)
     }
 
     /// Reads `key` of a shared keyspace. The read is validated at commit
     /// (optimistic concurrency): if another transaction changed the key in
     /// between, the commit fails with a retryable conflict.
     pub fn shared_get(&mut self, space: &SharedSpace, key: &[u8]) -> Result<Option<Bytes>, StorageError> {
-        self.txn.get(&space.0, key)
+        self.txn().get(&space.0, key)
     }
 
     /// Writes `key` of a shared keyspace, atomically with this invocation.
     pub fn shared_put(&mut self, space: &SharedSpace, key: &[u8], value: impl Into<Bytes>) -> Result<(), StorageError> {
-        self.txn.put(&space.0, key, value)
+        self.txn().put(&space.0, key, value)
     }
 
     /// Deletes `key` of a shared keyspace, atomically with this invocation.
     pub fn shared_delete(&mut self, space: &SharedSpace, key: &[u8]) -> Result<(), StorageError> {
-        self.txn.delete(&space.0, key)
+        self.txn().delete(&space.0, key)
     }
 
     /// Up to `limit` entries of a shared keyspace with keys in `(start, end)`.
@@ -167,7 +182,7 @@ impl ActorContext<'_> {
         end: Bound<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>, StorageError> {
-        self.txn.scan(&space.0, start, end, limit)
+        self.txn().scan(&space.0, start, end, limit)
     }
 }
 
@@ -384,37 +399,71 @@ pub struct RuntimeStats {
     pub task_failures: u64,
 }
 
+/// A counter of [`RuntimeStats`].
+#[derive(Clone, Copy)]
+enum Stat {
+    Activations,
+    Deactivations,
+    Handled,
+    Replayed,
+    Panics,
+    Accepted,
+    Answered,
+    TaskFailures,
+}
+
+/// How many [`Stat`]s there are.
+const STATS: usize = 8;
+
+/// Shards of the counters: each thread counts in its own, so the threads
+/// that run callers and actors do not pass one cache line back and forth
+/// on every ask.
+const COUNTER_SHARDS: usize = 8;
+
+/// One shard's counters, on a cache line (pair) of their own.
+#[derive(Default)]
+#[repr(align(128))]
+struct CounterShard([AtomicU64; STATS]);
+
 /// The counters behind [`RuntimeStats`].
 #[derive(Default)]
 struct Counters {
-    activations: AtomicU64,
-    deactivations: AtomicU64,
-    handled: AtomicU64,
-    replayed: AtomicU64,
-    panics: AtomicU64,
-    accepted: AtomicU64,
-    answered: AtomicU64,
-    task_failures: AtomicU64,
+    shards: [CounterShard; COUNTER_SHARDS],
+}
+
+/// The counter shard of the current thread (threads take shards in turn).
+fn counter_shard() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SHARD: usize = NEXT.fetch_add(1, Ordering::Relaxed) % COUNTER_SHARDS;
+    }
+    SHARD.with(|shard| *shard)
 }
 
 impl Counters {
+    fn count(&self, stat: Stat) {
+        self.shards[counter_shard()].0[stat as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn total(&self, stat: Stat) -> u64 {
+        self.shards
+            .iter()
+            .map(|shard| shard.0[stat as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+
     fn snapshot(&self) -> RuntimeStats {
-        let read = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         RuntimeStats {
-            activations: read(&self.activations),
-            deactivations: read(&self.deactivations),
-            handled: read(&self.handled),
-            replayed: read(&self.replayed),
-            panics: read(&self.panics),
-            accepted: read(&self.accepted),
-            answered: read(&self.answered),
-            task_failures: read(&self.task_failures),
+            activations: self.total(Stat::Activations),
+            deactivations: self.total(Stat::Deactivations),
+            handled: self.total(Stat::Handled),
+            replayed: self.total(Stat::Replayed),
+            panics: self.total(Stat::Panics),
+            accepted: self.total(Stat::Accepted),
+            answered: self.total(Stat::Answered),
+            task_failures: self.total(Stat::TaskFailures),
         }
     }
-}
-
-fn count(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// The token an activation serves with, and its cached permission.
@@ -458,24 +507,16 @@ struct Envelope<A: Actor> {
 /// simulator's runs stay deterministic.
 type Registry<A> = IndexMap<ActorId, Slot<A>, FxBuildHasher>;
 
+/// Registry shards: callers on different threads rarely wait for, or pass
+/// around, the same lock.
+const REGISTRY_SHARDS: usize = 16;
+
 enum Slot<A: Actor> {
     Active {
         sender: mpsc::Sender<Mail<A>>,
         generation: u64,
     },
     Draining,
-}
-
-impl<A: Actor> Clone for Slot<A> {
-    fn clone(&self) -> Self {
-        match self {
-            Slot::Active { sender, generation } => Slot::Active {
-                sender: sender.clone(),
-                generation: *generation,
-            },
-            Slot::Draining => Slot::Draining,
-        }
-    }
 }
 
 /// What an invocation came to, typed: what the caller gets.
@@ -524,7 +565,8 @@ struct Inner<A: Actor> {
     journal: Journal,
     ownership: Arc<OwnershipDriver>,
     config: RuntimeConfig,
-    registry: Mutex<Registry<A>>,
+    /// The registry's shards; an actor's is [`Inner::shard`].
+    registry: Box<[Mutex<Registry<A>>]>,
     next_generation: AtomicU64,
     shutting_down: AtomicBool,
     stats: Counters,
@@ -566,7 +608,7 @@ impl<A: Actor> Runtime<A> {
                 journal,
                 ownership,
                 config,
-                registry: Mutex::new(Registry::default()),
+                registry: (0..REGISTRY_SHARDS).map(|_| Mutex::new(Registry::default())).collect(),
                 next_generation: AtomicU64::new(1),
                 shutting_down: AtomicBool::new(false),
                 stats: Counters::default(),
@@ -581,7 +623,9 @@ impl<A: Actor> Runtime<A> {
 
     /// Actors active on this node now.
     pub fn active(&self) -> Vec<ActorId> {
-        let mut active: Vec<ActorId> = self.inner.registry().keys().cloned().collect();
+        let mut active: Vec<ActorId> = (0..REGISTRY_SHARDS)
+            .flat_map(|shard| self.inner.lock_shard(shard).keys().cloned().collect::<Vec<_>>())
+            .collect();
         active.sort();
         active
     }
@@ -647,47 +691,48 @@ impl<A: Actor> Runtime<A> {
     }
 
     fn deliver(&self, actor: &ActorId, envelope: Box<Envelope<A>>) -> Delivery<A> {
-        let mut registry = self.inner.registry();
-        let slot = registry.get(actor).cloned();
-        let registration = match &slot {
+        let mut registry = self.inner.registry(actor);
+        let registration = match registry.get(actor) {
             Some(Slot::Draining) => Registration::Closed,
             Some(Slot::Active { sender, .. }) if !sender.is_closed() => Registration::Open,
             // None, or a task that died: supervision deregisters it.
             _ => Registration::Vacant,
         };
-        let sender = match (registration.admit(), slot) {
-            (Admission::Busy, _) => return Delivery::Busy(envelope),
-            (Admission::Accept, Some(Slot::Active { sender, .. })) => sender,
-            _ => {
-                let (sender, receiver) = mpsc::channel(self.inner.config.mailbox_depth.max(1));
-                let generation = self.inner.next_generation.fetch_add(1, Ordering::SeqCst);
-                registry.insert(
-                    actor.clone(),
-                    Slot::Active {
-                        sender: sender.clone(),
-                        generation,
-                    },
-                );
-                let inner = self.inner.clone();
-                let actor = actor.clone();
-                let _task = self.inner.env.spawner.spawn(
-                    "actor",
-                    Box::pin(async move { inner.supervise(actor, receiver, generation).await }),
-                );
-                sender
+        match registration.admit() {
+            Admission::Busy => return Delivery::Busy(envelope),
+            Admission::Accept => {
+                if let Some(Slot::Active { sender, .. }) = registry.get(actor) {
+                    // Posted under the shard's lock (a non-blocking send):
+                    // the sender is neither cloned nor dropped per message.
+                    return self.post(sender, envelope);
+                }
             }
-        };
-        drop(registry);
-        let delivery = match sender.try_reserve() {
+            Admission::Spawn => {}
+        }
+        let (sender, receiver) = mpsc::channel(self.inner.config.mailbox_depth.max(1));
+        let generation = self.inner.next_generation.fetch_add(1, Ordering::SeqCst);
+        let delivery = self.post(&sender, envelope);
+        registry.insert(actor.clone(), Slot::Active { sender, generation });
+        let inner = self.inner.clone();
+        let actor = actor.clone();
+        let _task = self.inner.env.spawner.spawn(
+            "actor",
+            Box::pin(async move { inner.supervise(actor, receiver, generation).await }),
+        );
+        delivery
+    }
+
+    /// Puts `envelope` in the mailbox of `sender` if there is room.
+    fn post(&self, sender: &mpsc::Sender<Mail<A>>, envelope: Box<Envelope<A>>) -> Delivery<A> {
+        match sender.try_reserve() {
             Ok(permit) => {
                 permit.send(Mail::Invoke(envelope));
-                count(&self.inner.stats.accepted);
+                self.inner.stats.count(Stat::Accepted);
                 Delivery::Accepted
             }
             Err(mpsc::error::TrySendError::Full(())) => Delivery::Full,
             Err(mpsc::error::TrySendError::Closed(())) => Delivery::Busy(envelope),
-        };
-        delivery
+        }
     }
 
     /// Stops accepting invocations (they fail with
@@ -696,20 +741,23 @@ impl<A: Actor> Runtime<A> {
     pub async fn shutdown(&self) {
         self.inner.shutting_down.store(true, Ordering::SeqCst);
         loop {
-            let active: Vec<mpsc::Sender<Mail<A>>> = self
-                .inner
-                .registry()
-                .values()
-                .filter_map(|slot| match slot {
-                    Slot::Active { sender, .. } => Some(sender.clone()),
-                    Slot::Draining => None,
+            let active: Vec<mpsc::Sender<Mail<A>>> = (0..REGISTRY_SHARDS)
+                .flat_map(|shard| {
+                    self.inner
+                        .lock_shard(shard)
+                        .values()
+                        .filter_map(|slot| match slot {
+                            Slot::Active { sender, .. } => Some(sender.clone()),
+                            Slot::Draining => None,
+                        })
+                        .collect::<Vec<_>>()
                 })
                 .collect();
             // Wake each idle actor so it sees the shutdown and deactivates.
             for sender in active {
                 let _ = sender.try_send(Mail::Shutdown);
             }
-            if self.inner.registry().is_empty() {
+            if (0..REGISTRY_SHARDS).all(|shard| self.inner.lock_shard(shard).is_empty()) {
                 return;
             }
             self.inner.env.clock.sleep(Duration::from_millis(1)).await;
@@ -725,20 +773,35 @@ enum Delivery<A: Actor> {
 }
 
 impl<A: Actor> Inner<A> {
-    fn registry(&self) -> MutexGuard<'_, Registry<A>> {
+    /// The registry shard that holds `actor`.
+    fn shard(actor: &ActorId) -> usize {
+        // A fixed hash (the same shard in every run), remixed so that the
+        // shard does not pin bits of the hash the shard's own map uses.
+        let mixed = FxBuildHasher.hash_one(actor).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        (mixed >> 32) as usize % REGISTRY_SHARDS
+    }
+
+    fn lock_shard(&self, shard: usize) -> MutexGuard<'_, Registry<A>> {
         // Registry updates are single map operations: a poisoned lock still
         // guards a consistent map.
-        self.registry.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.registry[shard]
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The locked registry shard of `actor`.
+    fn registry(&self, actor: &ActorId) -> MutexGuard<'_, Registry<A>> {
+        self.lock_shard(Self::shard(actor))
     }
 
     /// Replies to an accepted message.
     fn answer(&self, reply: oneshot::Sender<Result<A::Reply, InvokeError>>, result: Result<A::Reply, InvokeError>) {
-        count(&self.stats.answered);
+        self.stats.count(Stat::Answered);
         let _ = reply.send(result);
     }
 
     fn deregister(&self, actor: &ActorId, generation: u64) {
-        let mut registry = self.registry();
+        let mut registry = self.registry(actor);
         match registry.get(actor) {
             Some(Slot::Active {
                 generation: current, ..
@@ -806,7 +869,7 @@ impl<A: Actor> Inner<A> {
     async fn supervise(self: Arc<Self>, actor: ActorId, mailbox: mpsc::Receiver<Mail<A>>, generation: u64) {
         let task = AssertUnwindSafe(self.clone().run_actor(actor.clone(), mailbox, generation));
         if let Err(payload) = task.catch_unwind().await {
-            count(&self.stats.task_failures);
+            self.stats.count(Stat::TaskFailures);
             let message = kelpie_core::spawn::panic_message(payload.as_ref());
             tracing::error!(%actor, %message, "actor task died; releasing the actor");
             self.ownership.release(&actor);
@@ -815,7 +878,7 @@ impl<A: Actor> Inner<A> {
     }
 
     async fn run_actor(self: Arc<Self>, actor: ActorId, mut mailbox: mpsc::Receiver<Mail<A>>, generation: u64) {
-        count(&self.stats.activations);
+        self.stats.count(Stat::Activations);
         let mut life = Lifecycle::spawned();
         let (mut serving, mut state) = match Box::pin(self.activate(&actor)).await {
             Ok(activated) => activated,
@@ -834,7 +897,7 @@ impl<A: Actor> Inner<A> {
         match self.journal.pending(&actor) {
             Ok(pending) => {
                 for entry in pending {
-                    count(&self.stats.replayed);
+                    self.stats.count(Stat::Replayed);
                     if let Err(error) = Box::pin(self.execute(&actor, &mut serving, &mut state, entry)).await {
                         tracing::warn!(%actor, %error, "replay failed; deactivating");
                         life.stop(false);
@@ -933,7 +996,7 @@ impl<A: Actor> Inner<A> {
         error: Option<InvokeError>,
     ) {
         {
-            let mut registry = self.registry();
+            let mut registry = self.registry(actor);
             if matches!(registry.get(actor), Some(Slot::Active { generation: current, .. }) if *current == generation) {
                 registry.insert(actor.clone(), Slot::Draining);
             }
@@ -995,8 +1058,8 @@ impl<A: Actor> Inner<A> {
         }
         life.drained();
         self.ownership.release(actor);
-        count(&self.stats.deactivations);
-        self.registry().swap_remove(actor);
+        self.stats.count(Stat::Deactivations);
+        self.registry(actor).swap_remove(actor);
     }
 
     /// One invocation: journaled if it has an idempotency key.
@@ -1111,13 +1174,14 @@ impl<A: Actor> Inner<A> {
         entry: Option<JournalEntry>,
         now: MonotonicInstant,
     ) -> Result<A::Reply, InvokeError> {
-        count(&self.stats.handled);
-        // Deferred: a handler that only writes takes no snapshot.
-        let mut txn = self.store.begin_deferred();
+        self.stats.count(Stat::Handled);
+        // Begun by the handler's first access to a key, if any.
+        let mut txn: Option<Transaction> = None;
         let mut next = state.clone();
         let outcome = {
             let mut ctx = ActorContext {
                 actor,
+                store: &self.store,
                 txn: &mut txn,
                 now,
             };
@@ -1140,20 +1204,20 @@ impl<A: Actor> Inner<A> {
             }
             Ok(Err(error)) => {
                 // A failed handler's writes are discarded.
-                txn = self.store.begin_deferred();
+                txn = None;
                 (Done::Failed(error), None)
             }
             Err(payload) => {
-                count(&self.stats.panics);
+                self.stats.count(Stat::Panics);
                 let message = kelpie_core::spawn::panic_message(payload.as_ref());
                 tracing::warn!(%actor, %message, "handler panicked; state reloaded");
                 // The handler may have written through ctx: start clean.
-                txn = self.store.begin_deferred();
+                txn = None;
                 *state = self.load_state(actor)?;
                 (Done::Panicked(message), None)
             }
         };
-        if changed.is_none() && txn.write_count() == 0 && entry.is_none() {
+        if changed.is_none() && txn.as_ref().is_none_or(|txn| txn.write_count() == 0) && entry.is_none() {
             // Nothing to make durable (a read, or a failure with no journal
             // entry): the reply is linearizable at this instant if this node
             // still serves the actor, since no other node can have committed
@@ -1169,6 +1233,7 @@ impl<A: Actor> Inner<A> {
         }
         let mut state_changed = changed.is_some();
         let mut outcome = outcome;
+        let mut txn = txn.unwrap_or_else(|| self.store.begin_deferred());
         if let Err(error) = self.stage(&mut txn, actor, &serving.fence, changed, entry.as_ref(), &outcome) {
             if error.is_retryable() {
                 return Err(self.storage_error(actor, error));
