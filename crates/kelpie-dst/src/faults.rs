@@ -169,8 +169,11 @@ pub struct FaultConfig {
     pub coordination_latency: Duration,
     /// How long a coordination client waits before reporting a timeout.
     pub coordination_timeout: Duration,
-    /// If set, no new scheduled fault (skew, jump, pause, crash, partition)
-    /// starts after this virtual time: a liveness phase follows.
+    /// If set, no fault starts after this virtual time, neither a scheduled
+    /// one (skew, jump, pause, crash, partition) nor one drawn per
+    /// operation (coordination timeout, disk error, message loss, ...):
+    /// a liveness phase follows, in which only faults already running (a
+    /// pause, a partition, a crashed node's downtime) play out.
     pub quiet_after: Option<Duration>,
 }
 

@@ -320,10 +320,11 @@ impl World {
             .is_none_or(|quiet| self.now < u64::try_from(quiet.as_nanos()).unwrap_or(u64::MAX))
     }
 
-    /// Draws whether `kind` fires now; does not count an effect.
+    /// Draws whether `kind` fires now (never once faults are quiet); does
+    /// not count an effect.
     pub fn draw(&self, kind: FaultKind) -> bool {
         let probability = self.faults.probability_of(kind);
-        probability > 0.0 && self.rng.bernoulli(probability)
+        probability > 0.0 && self.faults_active() && self.rng.bernoulli(probability)
     }
 
     /// Records that `kind` changed behaviour, with a trace line.
