@@ -55,8 +55,11 @@ pub struct OwnershipDriver {
     env: NodeEnv,
     shared: Mutex<Shared>,
     tick: Duration,
-    /// Bumped (under the lock) after every step of the core: a
-    /// [`ServingGrant`] is only trusted while this has not moved.
+    /// Bumped (under the lock) after every step of the core but a tick: a
+    /// [`ServingGrant`] is only trusted while this has not moved. A tick
+    /// never ends a grant before the grant's own end (it expires a session
+    /// only once its end has passed, and every grant on it ends there), so
+    /// the periodic ticks do not send every active actor back to the lock.
     generation: AtomicU64,
 }
 
@@ -121,10 +124,14 @@ impl OwnershipDriver {
     fn step(self: &Arc<Self>, input: Input) {
         let now = self.env.clock.now_monotonic();
         let mut follow_ups = Vec::new();
+        // See `generation` (and the core's test of this).
+        let may_revoke = !matches!(input, Input::Tick);
         let (commands, deliveries, fenced) = {
             let mut shared = self.lock();
             let output = shared.core.step(input, now);
-            self.generation.fetch_add(1, Ordering::AcqRel);
+            if may_revoke {
+                self.generation.fetch_add(1, Ordering::AcqRel);
+            }
             let mut deliveries = Vec::new();
             let mut fenced = Vec::new();
             for event in output.events {

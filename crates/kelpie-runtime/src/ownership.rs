@@ -811,35 +811,87 @@ mod tests {
             let output = node.step(input, now);
             events.extend(output.events);
             for command in output.commands {
-                inputs.push(match command {
-                    Command::GrantSession { request, ttl } => match store.lease_grant(ttl, now) {
-                        Ok(grant) => Input::SessionGranted {
-                            request,
-                            lease: grant.id,
-                        },
-                        Err(_) => Input::Failed {
-                            request,
-                            failure: Failure::Refused,
-                        },
-                    },
-                    Command::KeepAlive { request, lease } => match store.lease_keep_alive(lease, now) {
-                        Ok(_) => Input::KeptAlive { request },
-                        Err(_) => Input::Failed {
-                            request,
-                            failure: Failure::LeaseNotFound,
-                        },
-                    },
-                    Command::Txn { request, txn, .. } => match store.txn(&txn, now) {
-                        Ok(response) => Input::TxnAnswered { request, response },
-                        Err(_) => Input::Failed {
-                            request,
-                            failure: Failure::Refused,
-                        },
-                    },
-                });
+                inputs.push(answer(store, command, now));
             }
         }
         events
+    }
+
+    /// The coordination store's answer to `command`, as the next input.
+    fn answer(store: &mut CoordinationState, command: Command, now: MonotonicInstant) -> Input {
+        match command {
+            Command::GrantSession { request, ttl } => match store.lease_grant(ttl, now) {
+                Ok(grant) => Input::SessionGranted {
+                    request,
+                    lease: grant.id,
+                },
+                Err(_) => Input::Failed {
+                    request,
+                    failure: Failure::Refused,
+                },
+            },
+            Command::KeepAlive { request, lease } => match store.lease_keep_alive(lease, now) {
+                Ok(_) => Input::KeptAlive { request },
+                Err(_) => Input::Failed {
+                    request,
+                    failure: Failure::LeaseNotFound,
+                },
+            },
+            Command::Txn { request, txn, .. } => match store.txn(&txn, now) {
+                Ok(response) => Input::TxnAnswered { request, response },
+                Err(_) => Input::Failed {
+                    request,
+                    failure: Failure::Refused,
+                },
+            },
+        }
+    }
+
+    #[test]
+    fn a_tick_never_revokes_a_grant_before_its_end() {
+        // The driver keeps trusting a cached grant across ticks (other
+        // inputs invalidate them): a tick may end a grant only once the
+        // grant's end has passed.
+        let mut store = CoordinationState::new();
+        let mut node = Ownership::new(NodeId::from_index(0), config());
+        let actors: Vec<ActorId> = (0..4)
+            .map(|i| format!("counter/c{i}").parse().expect("valid"))
+            .collect();
+        let mut seed = 7u64;
+        let mut random = move || {
+            seed = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+            let mut z = seed;
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        };
+        let (mut now, mut checked) = (0u64, 0u32);
+        for _ in 0..5_000 {
+            let r = random();
+            // Mostly short steps; now and then past the lease TTL.
+            now += r % 120 + if r % 61 == 0 { 1_500 } else { 0 };
+            let actor = actors[usize::try_from((r >> 8) % 4).expect("small")].clone();
+            match (r >> 16) % 4 {
+                0 => drop(run(&mut node, &mut store, Input::Claim { actor }, ms(now))),
+                1 => drop(run(&mut node, &mut store, Input::Release { actor }, ms(now))),
+                _ => {
+                    let before: Vec<_> = actors.iter().map(|a| node.serving_until(a, ms(now))).collect();
+                    let output = node.step(Input::Tick, ms(now));
+                    for (a, grant) in actors.iter().zip(before) {
+                        let Some((token, until)) = grant else { continue };
+                        let after = node.serving_until(a, ms(now));
+                        assert_eq!(after.map(|(token, _)| token), Some(token), "{a} at {now} ms");
+                        assert!(after.is_some_and(|(_, end)| end >= until), "{a} at {now} ms");
+                        checked += 1;
+                    }
+                    for command in output.commands {
+                        let input = answer(&mut store, command, ms(now));
+                        run(&mut node, &mut store, input, ms(now));
+                    }
+                }
+            }
+        }
+        assert!(checked > 1_000, "grants checked across ticks: {checked}");
     }
 
     #[test]
