@@ -47,7 +47,7 @@ use futures::FutureExt;
 use kelpie_core::clock::MonotonicInstant;
 use kelpie_core::{ActorId, NodeEnv, NodeId};
 use kelpie_storage::journal::{AppendOutcome, EntryStatus, Journal, JournalEntry};
-use kelpie_storage::{StorageError, Store, Transaction};
+use kelpie_storage::{ActorKey, FenceKey, StorageError, Store, Transaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -466,21 +466,28 @@ impl Counters {
     }
 }
 
-/// The token an activation serves with, and its cached permission.
+/// The token an activation serves with, its cached permission, and what
+/// each commit writes and is fenced with, built once per activation.
 struct Serving {
     token: FencingToken,
-    /// `token` as the store holds it (built once per activation).
+    /// `token` as the store holds it.
     fence: Bytes,
+    fence_key: FenceKey,
+    state_key: ActorKey,
+    token_key: ActorKey,
     grant: Option<ServingGrant>,
 }
 
 impl Serving {
-    fn new(token: FencingToken) -> Self {
-        Self {
+    fn new(actor: &ActorId, token: FencingToken) -> Result<Self, StorageError> {
+        Ok(Self {
             token,
             fence: token.to_bytes(),
+            fence_key: FenceKey::new(actor),
+            state_key: ActorKey::new(actor, STATE_KEY)?,
+            token_key: ActorKey::new(actor, TOKEN_KEY)?,
             grant: None,
-        }
+        })
     }
 }
 
@@ -841,7 +848,8 @@ impl<A: Actor> Inner<A> {
                 reason: error.to_string(),
             })?;
         let state = self.load_state(actor)?;
-        Ok((Serving::new(token), state))
+        let serving = Serving::new(actor, token).map_err(InvokeError::Storage)?;
+        Ok((serving, state))
     }
 
     /// Whether this node may still serve `actor` with `serving`'s token at
@@ -1008,7 +1016,7 @@ impl<A: Actor> Inner<A> {
         if life.phase() == (Phase::Draining { graceful: true }) {
             if let Some(token) = self.ownership.serving_token(actor) {
                 if let Ok(state) = self.load_state(actor) {
-                    held = Some((Serving::new(token), state));
+                    held = Serving::new(actor, token).ok().map(|serving| (serving, state));
                 }
             }
             if held.is_none() {
@@ -1145,15 +1153,14 @@ impl<A: Actor> Inner<A> {
     fn stage(
         &self,
         txn: &mut Transaction,
-        actor: &ActorId,
-        fence: &Bytes,
+        serving: &Serving,
         changed: Option<Bytes>,
         entry: Option<&JournalEntry>,
         outcome: &Done<A::Reply>,
     ) -> Result<(), StorageError> {
         if let Some(encoded) = changed {
-            txn.put(actor, STATE_KEY, encoded)?;
-            txn.put(actor, TOKEN_KEY, fence.clone())?;
+            txn.put_key(&serving.state_key, encoded)?;
+            txn.put_key(&serving.token_key, serving.fence.clone())?;
         }
         if let Some(entry) = entry {
             let recorded = outcome.record().map_err(|error| StorageError::Corrupt {
@@ -1234,7 +1241,7 @@ impl<A: Actor> Inner<A> {
         let mut state_changed = changed.is_some();
         let mut outcome = outcome;
         let mut txn = txn.unwrap_or_else(|| self.store.begin_deferred());
-        if let Err(error) = self.stage(&mut txn, actor, &serving.fence, changed, entry.as_ref(), &outcome) {
+        if let Err(error) = self.stage(&mut txn, serving, changed, entry.as_ref(), &outcome) {
             if error.is_retryable() {
                 return Err(self.storage_error(actor, error));
             }
@@ -1259,7 +1266,7 @@ impl<A: Actor> Inner<A> {
             }
         }
         if !cfg!(feature = "bug-runtime-unfenced-commit") {
-            txn.require_fence(actor, serving.fence.clone());
+            txn.require_fence_key(&serving.fence_key, serving.fence.clone());
         }
         match Box::pin(txn.commit()).await {
             Ok(_) => {

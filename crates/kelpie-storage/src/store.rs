@@ -60,7 +60,7 @@ pub struct CommitInfo {
 
 struct CommittedWrites {
     version: u64,
-    keys: Vec<Vec<u8>>,
+    keys: Vec<Bytes>,
 }
 
 #[derive(Default)]
@@ -101,7 +101,7 @@ pub struct StoreStats {
 
 /// Sees every applied commit, in commit order: its version and its writes
 /// (raw key to value; `None` deletes). For audits and the simulator.
-pub type CommitObserver = Arc<dyn Fn(u64, &BTreeMap<Vec<u8>, Option<Bytes>>) + Send + Sync>;
+pub type CommitObserver = Arc<dyn Fn(u64, &BTreeMap<Bytes, Option<Bytes>>) + Send + Sync>;
 
 /// [`StoreStats`] as counters.
 #[derive(Default)]
@@ -160,8 +160,34 @@ impl Drop for ActiveSnapshot {
 }
 
 struct Fence {
-    key: Vec<u8>,
+    key: Bytes,
     token: Bytes,
+}
+
+/// A key of one actor's state, built and checked once, for an actor that
+/// writes it in many transactions ([`Transaction::put_key`]): the key is
+/// shared, not built and copied again for each.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ActorKey(Bytes);
+
+impl ActorKey {
+    /// `actor`'s `key`, checked as [`Transaction::put`] checks it.
+    pub fn new(actor: &ActorId, key: &[u8]) -> Result<Self, StorageError> {
+        check_user_key(key)?;
+        Ok(Self(Bytes::from(raw_key(Space::State, actor, key))))
+    }
+}
+
+/// The key of one actor's fencing token, built once, for an actor that
+/// fences many transactions ([`Transaction::require_fence_key`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FenceKey(Bytes);
+
+impl FenceKey {
+    /// `actor`'s fencing-token key.
+    pub fn new(actor: &ActorId) -> Self {
+        Self(Bytes::from(raw_key(Space::Fence, actor, b"")))
+    }
 }
 
 struct CommitRequest {
@@ -169,7 +195,7 @@ struct CommitRequest {
     active: Option<ActiveSnapshot>,
     reads: BTreeSet<Vec<u8>>,
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
-    writes: BTreeMap<Vec<u8>, Option<Bytes>>,
+    writes: BTreeMap<Bytes, Option<Bytes>>,
     fence: Option<Fence>,
     /// Where the committer task sends the outcome (`None` for inline commits).
     reply: Option<oneshot::Sender<Result<CommitInfo, StorageError>>>,
@@ -304,7 +330,7 @@ pub struct Transaction {
     view: Option<View>,
     reads: BTreeSet<Vec<u8>>,
     ranges: Vec<(Vec<u8>, Vec<u8>)>,
-    writes: BTreeMap<Vec<u8>, Option<Bytes>>,
+    writes: BTreeMap<Bytes, Option<Bytes>>,
     write_bytes: usize,
     fence: Option<Fence>,
 }
@@ -347,6 +373,11 @@ impl Transaction {
     pub fn put(&mut self, actor: &ActorId, key: &[u8], value: impl Into<Bytes>) -> Result<(), StorageError> {
         check_user_key(key)?;
         self.raw_put(raw_key(Space::State, actor, key), value.into())
+    }
+
+    /// Like [`Transaction::put`], at a key built once ([`ActorKey`]).
+    pub fn put_key(&mut self, key: &ActorKey, value: impl Into<Bytes>) -> Result<(), StorageError> {
+        self.put_checked(key.0.clone(), value.into())
     }
 
     /// Deletes `key` of `actor`.
@@ -394,8 +425,14 @@ impl Transaction {
     /// Requires, at commit, that the fencing token of `actor` equals `token`,
     /// checked atomically with the writes.
     pub fn require_fence(&mut self, actor: &ActorId, token: impl Into<Bytes>) {
+        self.require_fence_key(&FenceKey::new(actor), token);
+    }
+
+    /// Like [`Transaction::require_fence`], with the actor's fencing-token
+    /// key built once ([`FenceKey`]).
+    pub fn require_fence_key(&mut self, key: &FenceKey, token: impl Into<Bytes>) {
         self.fence = Some(Fence {
-            key: raw_key(Space::Fence, actor, b""),
+            key: key.0.clone(),
             token: token.into(),
         });
     }
@@ -461,7 +498,7 @@ impl Transaction {
     }
 
     pub(crate) fn raw_get(&mut self, key: Vec<u8>) -> Result<Option<Bytes>, StorageError> {
-        if let Some(write) = self.writes.get(&key) {
+        if let Some(write) = self.writes.get(key.as_slice()) {
             return Ok(write.clone());
         }
         let value = self.snapshot()?.get(&key)?;
@@ -470,6 +507,11 @@ impl Transaction {
     }
 
     pub(crate) fn raw_put(&mut self, key: Vec<u8>, value: Bytes) -> Result<(), StorageError> {
+        self.put_checked(Bytes::from(key), value)
+    }
+
+    /// Puts `value` at the raw `key` if within the value size limit.
+    fn put_checked(&mut self, key: Bytes, value: Bytes) -> Result<(), StorageError> {
         if value.len() > STORAGE_VALUE_BYTES_MAX {
             return Err(StorageError::ValueTooLarge {
                 key: printable(&key),
@@ -481,10 +523,10 @@ impl Transaction {
     }
 
     pub(crate) fn raw_delete(&mut self, key: Vec<u8>) -> Result<(), StorageError> {
-        self.record_write(key, None)
+        self.record_write(Bytes::from(key), None)
     }
 
-    fn record_write(&mut self, key: Vec<u8>, value: Option<Bytes>) -> Result<(), StorageError> {
+    fn record_write(&mut self, key: Bytes, value: Option<Bytes>) -> Result<(), StorageError> {
         let new_bytes = key.len() + value.as_ref().map_or(0, Bytes::len);
         let old_bytes = self
             .writes
@@ -527,7 +569,7 @@ impl Transaction {
         }
         let deleted = self
             .writes
-            .range(start.clone()..end.clone())
+            .range::<[u8], _>((Bound::Included(&start[..]), Bound::Excluded(&end[..])))
             .filter(|(_, value)| value.is_none())
             .count();
         let mut merged: BTreeMap<Vec<u8>, Bytes> = self
@@ -535,18 +577,21 @@ impl Transaction {
             .scan(&start, &end, limit + deleted)?
             .into_iter()
             .collect();
-        let own: Vec<(&Vec<u8>, &Option<Bytes>)> = self.writes.range(start.clone()..end.clone()).collect();
+        let own: Vec<(&Bytes, &Option<Bytes>)> = self
+            .writes
+            .range::<[u8], _>((Bound::Included(&start[..]), Bound::Excluded(&end[..])))
+            .collect();
         let fetched_all = merged.len() < limit + deleted;
         let horizon = merged.keys().next_back().cloned();
         for (key, value) in own {
             // Own writes past what the snapshot page covered are only
             // merged if the page reached the end of the range.
-            if !fetched_all && horizon.as_ref().is_some_and(|last| key > last) {
+            if !fetched_all && horizon.as_ref().is_some_and(|last| key[..] > last[..]) {
                 continue;
             }
             match value {
-                Some(value) => merged.insert(key.clone(), value.clone()),
-                None => merged.remove(key),
+                Some(value) => merged.insert(key.to_vec(), value.clone()),
+                None => merged.remove(&key[..]),
             };
         }
         self.ranges.push((start, end));
@@ -630,8 +675,13 @@ fn conflict(request: &CommitRequest, occ: &OccState, batch: &[&CommitRequest]) -
     if snapshot < occ.floor {
         return Some(b"<validation history pruned>".to_vec());
     }
-    let read = |key: &Vec<u8>| {
-        request.reads.contains(key) || request.ranges.iter().any(|(start, end)| start <= key && key < end)
+    let read = |key: &Bytes| {
+        let key: &[u8] = key;
+        request.reads.contains(key)
+            || request
+                .ranges
+                .iter()
+                .any(|(start, end)| &start[..] <= key && key < &end[..])
     };
     let logged = occ
         .log
@@ -639,7 +689,7 @@ fn conflict(request: &CommitRequest, occ: &OccState, batch: &[&CommitRequest]) -
         .filter(|entry| entry.version > snapshot)
         .flat_map(|entry| entry.keys.iter());
     let batched = batch.iter().flat_map(|earlier| earlier.writes.keys());
-    logged.chain(batched).find(|key| read(key)).cloned()
+    logged.chain(batched).find(|key| read(key)).map(|key| key.to_vec())
 }
 
 fn check_fence(view: &mut dyn WriteView, fence: &Option<Fence>) -> Result<(), StorageError> {
@@ -741,7 +791,7 @@ impl Committer {
         };
         let mut result = verdict;
         if result.is_ok() {
-            let writes: Vec<(Vec<u8>, Option<Bytes>)> = request
+            let writes: Vec<(Bytes, Option<Bytes>)> = request
                 .writes
                 .iter()
                 .map(|(key, value)| (key.clone(), value.clone()))

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use kelpie_core::limits::{STORAGE_VALUE_BYTES_MAX, TRANSACTION_KEYS_MAX};
 use kelpie_core::spawn::TokioSpawner;
 use kelpie_core::ActorId;
-use kelpie_storage::{EmbeddedEngine, Engine, MemoryEngine, StorageError, Store};
+use kelpie_storage::{ActorKey, EmbeddedEngine, Engine, FenceKey, MemoryEngine, StorageError, Store};
 
 fn actor(key: &str) -> ActorId {
     ActorId::new("test", key).expect("valid id")
@@ -269,6 +269,48 @@ async fn a_commit_with_a_stale_fencing_token_is_rejected_atomically() {
         owner2.commit().await.expect("current owner commits");
         let mut check = store.begin().expect("begin");
         assert_eq!(check.get(&a, b"state"), Ok(Some(Bytes::from_static(b"owner2"))));
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn keys_built_once_write_and_fence_like_the_actor_keyed_calls() {
+    on_both(|store| async move {
+        let a = actor("prepared");
+        assert_eq!(
+            ActorKey::new(&a, b""),
+            Err(StorageError::KeySize {
+                bytes: 0,
+                max: kelpie_core::limits::STORAGE_KEY_BYTES_MAX
+            })
+        );
+        let state = ActorKey::new(&a, b"state").expect("valid key");
+        let fence = FenceKey::new(&a);
+        let mut owner = store.begin().expect("begin");
+        owner
+            .set_fence_token(&a, Bytes::from_static(b"\x00\x02"))
+            .expect("token");
+        owner.put_key(&state, Bytes::from_static(b"one")).expect("put");
+        // Read back through the actor-keyed call: the same key.
+        assert_eq!(owner.get(&a, b"state"), Ok(Some(Bytes::from_static(b"one"))));
+        owner.commit().await.expect("commit");
+        let mut zombie = store.begin_deferred();
+        zombie.put_key(&state, Bytes::from_static(b"zombie")).expect("put");
+        zombie.require_fence_key(&fence, Bytes::from_static(b"\x00\x01"));
+        assert_eq!(
+            zombie.commit().await,
+            Err(StorageError::FencingRejected {
+                key: "ftest/prepared\\x00".into(),
+                expected: vec![0, 1],
+                found: Some(vec![0, 2])
+            })
+        );
+        let mut current = store.begin_deferred();
+        current.put_key(&state, Bytes::from_static(b"two")).expect("put");
+        current.require_fence_key(&fence, Bytes::from_static(b"\x00\x02"));
+        current.commit().await.expect("the current token commits");
+        let mut check = store.begin().expect("begin");
+        assert_eq!(check.get(&a, b"state"), Ok(Some(Bytes::from_static(b"two"))));
     })
     .await;
 }

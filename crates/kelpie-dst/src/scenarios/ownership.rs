@@ -291,11 +291,12 @@ pub struct FenceAudit {
 }
 
 impl FenceAudit {
-    /// Feeds one applied commit's writes.
-    pub fn commit(&mut self, writes: &BTreeMap<Vec<u8>, Option<Bytes>>, token_key: &[u8]) {
+    /// Feeds one applied commit's writes (raw key to value), as the engine
+    /// or the store shows them.
+    pub fn commit<K: AsRef<[u8]>>(&mut self, writes: &BTreeMap<K, Option<Bytes>>, token_key: &[u8]) {
         use kelpie_storage::key::{split_raw_key, Space};
         for (raw, value) in writes {
-            let Some((space, actor, key)) = split_raw_key(raw) else {
+            let Some((space, actor, key)) = split_raw_key(raw.as_ref()) else {
                 continue;
             };
             let token = value
