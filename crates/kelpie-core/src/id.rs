@@ -6,6 +6,7 @@
 //! safely in storage keys and file paths; both are ASCII, so byte lengths and
 //! character counts agree.
 
+use compact_str::CompactString;
 use std::fmt;
 use std::str::FromStr;
 
@@ -150,9 +151,12 @@ fn validate(field: IdField, text: &str) -> Result<(), IdError> {
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ActorId {
-    // Field order makes the derived `Ord` sort by namespace, then key.
-    namespace: String,
-    key: String,
+    // Field order makes the derived `Ord` sort by namespace, then key. Each
+    // part is kept inline up to 24 bytes (no heap allocation to clone, and
+    // no pointer to follow to compare or hash); `Ord` and `Hash` are those
+    // of the text.
+    namespace: CompactString,
+    key: CompactString,
 }
 
 impl ActorId {
@@ -162,7 +166,10 @@ impl ActorId {
         let key = key.into();
         validate(IdField::ActorNamespace, &namespace)?;
         validate(IdField::ActorKey, &key)?;
-        Ok(ActorId { namespace, key })
+        Ok(ActorId {
+            namespace: CompactString::from(namespace),
+            key: CompactString::from(key),
+        })
     }
 
     /// The namespace, e.g. `agent`.
