@@ -37,7 +37,7 @@ use std::ops::Bound;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Poll, Waker};
+use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -926,47 +926,23 @@ impl<A: Actor> Inner<A> {
         // One timer per idle period, not per message: when it fires, the
         // actor deactivates only if nothing arrived for a whole period.
         let mut last_activity = self.env.clock.now_monotonic();
-        // The earliest the timer can fire: computed from a reading taken
-        // before it is armed, so never after its real deadline.
-        let mut timer_due = last_activity.saturating_add(idle);
         let mut timer = self.env.clock.sleep(idle);
-        // The waker the timer was last polled with (`None`: not polled
-        // since armed); it wakes that task when it fires.
-        let mut timer_waker: Option<Waker> = None;
-        let clock = self.env.clock.clone();
         loop {
             // The next message or the timer, whichever is ready first
-            // (messages first), without allocating per message. With the
-            // mailbox empty, the timer is polled unless it was polled with
-            // this task's waker and the clock is still before `timer_due`:
-            // then it cannot have fired, and when it fires it wakes the
-            // task, whose next poll finds the clock past `timer_due` and
-            // polls it. That holds also when the wake-up was taken by an
-            // await inside an invocation (a slow handler, a commit) or by
-            // the poll that took a message. It saves a poll of the actor's
-            // timer (a cache miss) per message.
-            let next = futures::future::poll_fn(|cx| {
-                if let Poll::Ready(mail) = mailbox.poll_recv(cx) {
-                    return Poll::Ready(Either::Left(mail));
-                }
-                let registered = timer_waker.as_ref().is_some_and(|waker| waker.will_wake(cx.waker()));
-                if registered && clock.now_monotonic() < timer_due {
-                    return Poll::Pending;
-                }
-                if !registered {
-                    timer_waker = Some(cx.waker().clone());
-                }
-                timer.as_mut().poll(cx).map(Either::Right)
+            // (messages first), without allocating per message. The timer
+            // is polled whenever the mailbox is empty: its wake-up may have
+            // been taken by an await inside the last invocation (a slow
+            // handler, a commit), so only polling it tells whether it fired.
+            let next = futures::future::poll_fn(|cx| match mailbox.poll_recv(cx) {
+                Poll::Ready(mail) => Poll::Ready(Either::Left(mail)),
+                Poll::Pending => timer.as_mut().poll(cx).map(Either::Right),
             });
             let envelope = match next.await {
                 Either::Left(Some(Mail::Invoke(envelope))) => envelope,
                 Either::Right(()) => {
-                    let now = self.env.clock.now_monotonic();
-                    let quiet = now.saturating_duration_since(last_activity);
+                    let quiet = self.env.clock.now_monotonic().saturating_duration_since(last_activity);
                     if quiet < idle {
-                        timer_due = now.saturating_add(idle - quiet);
                         timer = self.env.clock.sleep(idle - quiet);
-                        timer_waker = None;
                         continue;
                     }
                     break;
