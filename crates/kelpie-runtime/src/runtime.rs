@@ -362,7 +362,7 @@ pub struct RuntimeConfig {
     pub namespace: String,
     /// Mailbox capacity per actor.
     pub mailbox_depth: usize,
-    /// Deactivate an actor once no message has started for this long.
+    /// Deactivate an actor idle this long (since its last invocation ended).
     pub idle_timeout: Duration,
 }
 
@@ -955,8 +955,8 @@ impl<A: Actor> Inner<A> {
                 idempotency_key,
                 reply,
             } = *envelope;
-            // One clock reading per message: the self-fencing check, the
-            // handler's `ctx.now()` and the idle timer's last activity.
+            // One clock reading for the self-fencing check and the
+            // handler's `ctx.now()`.
             let now = self.env.clock.now_monotonic();
             let serving_now = self.still_serving(&actor, &mut serving, now);
             if life.take(serving_now) != Disposition::Handle {
@@ -972,7 +972,9 @@ impl<A: Actor> Inner<A> {
             let result = self
                 .invoke_once(&actor, &mut serving, &mut state, message, idempotency_key, now)
                 .await;
-            last_activity = now;
+            // Idle counts from the end of the last invocation: a long one
+            // (an LLM call) is not followed at once by a deactivation.
+            last_activity = self.env.clock.now_monotonic();
             let lost = stops_serving(&result);
             self.answer(reply, result);
             if lost {

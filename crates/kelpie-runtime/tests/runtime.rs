@@ -142,6 +142,28 @@ async fn an_idle_timer_that_fires_during_a_slow_invocation_still_deactivates_the
 
 // Paused tokio time: the idle timeout elapses exactly, however loaded the machine.
 #[tokio::test(start_paused = true)]
+async fn idle_time_counts_from_the_end_of_the_last_invocation() {
+    let mut config = RuntimeConfig::new("counter");
+    config.idle_timeout = Duration::from_millis(40);
+    let node = node(config);
+    let a = counter("a");
+    // Handling takes 100 ms, longer than the idle timeout (an LLM call,
+    // say): the actor stays active for an idle period after it ends.
+    assert_eq!(
+        node.runtime.invoke(&a, CounterMessage::Slow(100), options()).await,
+        Ok(0)
+    );
+    #[allow(clippy::disallowed_methods)] // Let time pass, short of the idle timeout.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(node.runtime.active(), vec![a.clone()]);
+    #[allow(clippy::disallowed_methods)] // Past the idle timeout.
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    assert_eq!(node.runtime.active(), Vec::<ActorId>::new());
+    assert_eq!(node.runtime.stats().deactivations, 1);
+}
+
+// Paused tokio time: the idle timeout elapses exactly, however loaded the machine.
+#[tokio::test(start_paused = true)]
 async fn state_persists_across_invocations_and_deactivation() {
     let mut config = RuntimeConfig::new("counter");
     config.idle_timeout = Duration::from_millis(20);
