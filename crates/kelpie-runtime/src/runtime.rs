@@ -47,7 +47,7 @@ use futures::FutureExt;
 use kelpie_core::clock::MonotonicInstant;
 use kelpie_core::{ActorId, NodeEnv, NodeId};
 use kelpie_storage::journal::{AppendOutcome, EntryStatus, Journal, JournalEntry};
-use kelpie_storage::{ActorKey, FenceKey, StorageError, Store, Transaction};
+use kelpie_storage::{ActorKey, CommitNow, FenceKey, StorageError, Store, Transaction};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
@@ -1270,7 +1270,14 @@ impl<A: Actor> Inner<A> {
         if !cfg!(feature = "bug-runtime-unfenced-commit") {
             txn.require_fence_key(&serving.fence_key, serving.fence.clone());
         }
-        match Box::pin(txn.commit()).await {
+        let committed = match txn.commit_now() {
+            // The in-memory engine: committed at once, no future.
+            CommitNow::Done(result) => result,
+            // Boxed: an idle actor's task holds room for the largest future
+            // it awaits.
+            CommitNow::Wait(txn) => Box::pin(txn.commit()).await,
+        };
+        match committed {
             Ok(_) => {
                 if state_changed {
                     *state = next;

@@ -29,4 +29,4 @@ pub use embedded::EmbeddedEngine;
 pub use engine::Engine;
 pub use error::StorageError;
 pub use memory::MemoryEngine;
-pub use store::{ActorKey, CommitInfo, CommitObserver, FenceKey, Store, StoreStats, Transaction};
+pub use store::{ActorKey, CommitInfo, CommitNow, CommitObserver, FenceKey, Store, StoreStats, Transaction};

@@ -604,38 +604,13 @@ impl Transaction {
     ///
     /// Cancellation: dropping the future after it started may still let the
     /// commit happen; the outcome is then unknown, as with a lost reply.
-    pub async fn commit(mut self) -> Result<CommitInfo, StorageError> {
-        if self.writes.is_empty() && self.fence.is_none() {
-            // Read-only: serializable at its snapshot.
-            let version = match &self.view {
-                Some(view) => view.active.version,
-                None => self.inner.occ().version,
-            };
-            return Ok(CommitInfo { version });
-        }
-        let inner = self.inner.clone();
-        let mut request = CommitRequest {
-            // The engine snapshot is not needed past the reads.
-            active: self.view.take().map(|view| view.active),
-            reads: std::mem::take(&mut self.reads),
-            ranges: std::mem::take(&mut self.ranges),
-            writes: std::mem::take(&mut self.writes),
-            fence: self.fence.take(),
-            reply: None,
+    pub async fn commit(self) -> Result<CommitInfo, StorageError> {
+        let mut txn = match self.commit_now() {
+            CommitNow::Done(result) => return result,
+            CommitNow::Wait(txn) => txn,
         };
-        if !inner.engine.blocks() && !cfg!(feature = "bug-storage-nonatomic-apply") {
-            // An engine that never waits on I/O gains nothing from group
-            // commit: validate and apply here, without a hop to the committer.
-            let _serial = lock(&inner.inline);
-            if inner.closed.load(Ordering::SeqCst) {
-                return Err(StorageError::Closed);
-            }
-            let batch = std::slice::from_ref(&request);
-            let outcomes = apply_batch(&inner, batch);
-            return publish(&inner, batch, outcomes)
-                .pop()
-                .unwrap_or(Err(StorageError::Closed));
-        }
+        let inner = txn.inner.clone();
+        let mut request = txn.take_request();
         let (reply, answer) = oneshot::channel();
         request.reply = Some(reply);
         let sender = lock(&inner.queue).clone();
@@ -647,6 +622,63 @@ impl Transaction {
             .map_err(|_| StorageError::Closed)?;
         answer.await.unwrap_or(Err(StorageError::Closed))
     }
+
+    /// Commits as [`Transaction::commit`] does, at once, when nothing needs
+    /// to wait: a transaction with nothing to write, or a store whose engine
+    /// never waits on I/O (the in-memory engine: its commits are validated
+    /// and applied inline). Otherwise gives the transaction back, for
+    /// [`Transaction::commit`]. Saves the caller a future per commit.
+    pub fn commit_now(mut self) -> CommitNow {
+        if self.writes.is_empty() && self.fence.is_none() {
+            // Read-only: serializable at its snapshot.
+            let version = match &self.view {
+                Some(view) => view.active.version,
+                None => self.inner.occ().version,
+            };
+            return CommitNow::Done(Ok(CommitInfo { version }));
+        }
+        if self.inner.engine.blocks() || cfg!(feature = "bug-storage-nonatomic-apply") {
+            return CommitNow::Wait(Box::new(self));
+        }
+        // An engine that never waits on I/O gains nothing from group
+        // commit: validate and apply here, without a hop to the committer.
+        let inner = self.inner.clone();
+        let request = self.take_request();
+        let _serial = lock(&inner.inline);
+        if inner.closed.load(Ordering::SeqCst) {
+            return CommitNow::Done(Err(StorageError::Closed));
+        }
+        let batch = std::slice::from_ref(&request);
+        let outcomes = apply_batch(&inner, batch);
+        CommitNow::Done(
+            publish(&inner, batch, outcomes)
+                .pop()
+                .unwrap_or(Err(StorageError::Closed)),
+        )
+    }
+
+    /// What the commit sends to be validated and applied.
+    fn take_request(&mut self) -> CommitRequest {
+        CommitRequest {
+            // The engine snapshot is not needed past the reads.
+            active: self.view.take().map(|view| view.active),
+            reads: std::mem::take(&mut self.reads),
+            ranges: std::mem::take(&mut self.ranges),
+            writes: std::mem::take(&mut self.writes),
+            fence: self.fence.take(),
+            reply: None,
+        }
+    }
+}
+
+/// What [`Transaction::commit_now`] came to.
+#[derive(Debug)]
+pub enum CommitNow {
+    /// Committed (or refused) at once.
+    Done(Result<CommitInfo, StorageError>),
+    /// The commit must wait (for the committer and a durable write): the
+    /// transaction, for [`Transaction::commit`].
+    Wait(Box<Transaction>),
 }
 
 /// Locks `mutex`. Every update under the store's locks is a few

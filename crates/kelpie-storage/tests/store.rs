@@ -8,7 +8,7 @@ use bytes::Bytes;
 use kelpie_core::limits::{STORAGE_VALUE_BYTES_MAX, TRANSACTION_KEYS_MAX};
 use kelpie_core::spawn::TokioSpawner;
 use kelpie_core::ActorId;
-use kelpie_storage::{ActorKey, EmbeddedEngine, Engine, FenceKey, MemoryEngine, StorageError, Store};
+use kelpie_storage::{ActorKey, CommitNow, EmbeddedEngine, Engine, FenceKey, MemoryEngine, StorageError, Store};
 
 fn actor(key: &str) -> ActorId {
     ActorId::new("test", key).expect("valid id")
@@ -313,6 +313,40 @@ async fn keys_built_once_write_and_fence_like_the_actor_keyed_calls() {
         assert_eq!(check.get(&a, b"state"), Ok(Some(Bytes::from_static(b"two"))));
     })
     .await;
+}
+
+#[tokio::test]
+async fn commit_now_commits_at_once_only_where_nothing_waits() {
+    let a = actor("now");
+    // The in-memory engine: validated and applied at once, fence included.
+    let memory = store_on(Arc::new(MemoryEngine::new()));
+    let mut install = memory.begin().expect("begin");
+    install.set_fence_token(&a, Bytes::from_static(b"\x00\x02")).expect("token");
+    let CommitNow::Done(Ok(first)) = install.commit_now() else {
+        panic!("the memory engine commits at once");
+    };
+    let mut stale = memory.begin_deferred();
+    stale.put(&a, b"k", Bytes::from_static(b"zombie")).expect("put");
+    stale.require_fence(&a, Bytes::from_static(b"\x00\x01"));
+    assert!(matches!(
+        stale.commit_now(),
+        CommitNow::Done(Err(StorageError::FencingRejected { .. }))
+    ));
+    let mut read_only = memory.begin().expect("begin");
+    assert_eq!(read_only.get(&a, b"k"), Ok(None));
+    assert!(matches!(read_only.commit_now(), CommitNow::Done(Ok(info)) if info == first));
+    // A durable engine: the commit waits for the committer, so the
+    // transaction comes back, whole, for `commit`.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let durable = store_on(Arc::new(EmbeddedEngine::open_dir(dir.path()).expect("open")));
+    let mut write = durable.begin_deferred();
+    write.put(&a, b"k", Bytes::from_static(b"v")).expect("put");
+    let CommitNow::Wait(write) = write.commit_now() else {
+        panic!("a durable engine's commit waits");
+    };
+    write.commit().await.expect("commit");
+    let mut check = durable.begin().expect("begin");
+    assert_eq!(check.get(&a, b"k"), Ok(Some(Bytes::from_static(b"v"))));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
