@@ -321,7 +321,9 @@ async fn commit_now_commits_at_once_only_where_nothing_waits() {
     // The in-memory engine: validated and applied at once, fence included.
     let memory = store_on(Arc::new(MemoryEngine::new()));
     let mut install = memory.begin().expect("begin");
-    install.set_fence_token(&a, Bytes::from_static(b"\x00\x02")).expect("token");
+    install
+        .set_fence_token(&a, Bytes::from_static(b"\x00\x02"))
+        .expect("token");
     let CommitNow::Done(Ok(first)) = install.commit_now() else {
         panic!("the memory engine commits at once");
     };
