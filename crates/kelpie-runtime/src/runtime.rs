@@ -699,22 +699,19 @@ impl<A: Actor> Runtime<A> {
 
     fn deliver(&self, actor: &ActorId, envelope: Box<Envelope<A>>) -> Delivery<A> {
         let mut registry = self.inner.registry(actor);
-        let registration = match registry.get(actor) {
+        let slot = registry.get(actor);
+        let registration = match slot {
             Some(Slot::Draining) => Registration::Closed,
             Some(Slot::Active { sender, .. }) if !sender.is_closed() => Registration::Open,
             // None, or a task that died: supervision deregisters it.
             _ => Registration::Vacant,
         };
-        match registration.admit() {
-            Admission::Busy => return Delivery::Busy(envelope),
-            Admission::Accept => {
-                if let Some(Slot::Active { sender, .. }) = registry.get(actor) {
-                    // Posted under the shard's lock (a non-blocking send):
-                    // the sender is neither cloned nor dropped per message.
-                    return self.post(sender, envelope);
-                }
-            }
-            Admission::Spawn => {}
+        match (registration.admit(), slot) {
+            (Admission::Busy, _) => return Delivery::Busy(envelope),
+            // Posted under the shard's lock (a non-blocking send): the
+            // sender is neither cloned nor dropped per message.
+            (Admission::Accept, Some(Slot::Active { sender, .. })) => return self.post(sender, envelope),
+            _ => {}
         }
         let (sender, receiver) = mpsc::channel(self.inner.config.mailbox_depth.max(1));
         let generation = self.inner.next_generation.fetch_add(1, Ordering::SeqCst);

@@ -425,7 +425,11 @@ impl Transaction {
     /// Requires, at commit, that the fencing token of `actor` equals `token`,
     /// checked atomically with the writes.
     pub fn require_fence(&mut self, actor: &ActorId, token: impl Into<Bytes>) {
-        self.require_fence_key(&FenceKey::new(actor), token);
+        // The key is used once: moved in, not shared (a clone would share it).
+        self.fence = Some(Fence {
+            key: FenceKey::new(actor).0,
+            token: token.into(),
+        });
     }
 
     /// Like [`Transaction::require_fence`], with the actor's fencing-token
