@@ -26,7 +26,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ops::Bound;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -70,6 +70,9 @@ struct OccState {
     floor: u64,
     log: VecDeque<CommittedWrites>,
     active: BTreeMap<u64, usize>,
+    /// Kept here, not in atomics of their own: every commit already holds
+    /// this lock when it counts.
+    stats: StoreStats,
 }
 
 impl OccState {
@@ -103,27 +106,22 @@ pub struct StoreStats {
 /// (raw key to value; `None` deletes). For audits and the simulator.
 pub type CommitObserver = Arc<dyn Fn(u64, &BTreeMap<Bytes, Option<Bytes>>) + Send + Sync>;
 
-/// [`StoreStats`] as counters.
-#[derive(Default)]
-struct StatCounters {
-    commits: AtomicU64,
-    rejected: AtomicU64,
-    batches: AtomicU64,
-}
-
 struct StoreInner {
     observer: Mutex<Option<CommitObserver>>,
     /// Whether `observer` is set (read on every commit without the lock).
     observed: AtomicBool,
     engine: Arc<dyn Engine>,
-    stats: StatCounters,
+    /// The validation state. Lock order: `occ`, then the engine's own locks
+    /// (an inline commit validates, applies and publishes under it); a
+    /// blocking engine's write takes it inside its transaction, and no
+    /// caller holds it then.
     occ: Mutex<OccState>,
     queue: Mutex<Option<futures::channel::mpsc::Sender<CommitRequest>>>,
     /// Set once `queue` is taken: the store accepts no more commits.
     closed: AtomicBool,
-    /// Serialises inline commits (engines that never block): validation,
-    /// apply and publication of one commit happen as one step.
-    inline: Mutex<()>,
+    /// Held around an inline commit while commits are observed, so the
+    /// observer (called without `occ`) sees them in commit order.
+    observing: Mutex<()>,
 }
 
 impl StoreInner {
@@ -222,12 +220,11 @@ impl Store {
         let inner = Arc::new(StoreInner {
             engine,
             occ: Mutex::new(OccState::default()),
-            stats: StatCounters::default(),
             observer: Mutex::new(None),
             observed: AtomicBool::new(false),
             queue: Mutex::new(Some(sender)),
             closed: AtomicBool::new(false),
-            inline: Mutex::new(()),
+            observing: Mutex::new(()),
         });
         let committer = Committer {
             inner: inner.clone(),
@@ -267,16 +264,13 @@ impl Store {
     /// Commit counters: with group commit, `batches` grows slower than
     /// `commits` under concurrency.
     pub fn stats(&self) -> StoreStats {
-        let stats = &self.inner.stats;
-        StoreStats {
-            commits: stats.commits.load(Ordering::Relaxed),
-            rejected: stats.rejected.load(Ordering::Relaxed),
-            batches: stats.batches.load(Ordering::Relaxed),
-        }
+        self.inner.occ().stats
     }
 
     /// Calls `observer` for every commit applied from now on, in commit
-    /// order, before the committer answers it.
+    /// order, before the committer answers it. Set it before the first
+    /// commit: commits already under way when it is set may be seen out of
+    /// order.
     pub fn observe_commits(&self, observer: CommitObserver) {
         *self
             .inner
@@ -646,19 +640,9 @@ impl Transaction {
         }
         // An engine that never waits on I/O gains nothing from group
         // commit: validate and apply here, without a hop to the committer.
-        let inner = self.inner.clone();
         let request = self.take_request();
-        let _serial = lock(&inner.inline);
-        if inner.closed.load(Ordering::SeqCst) {
-            return CommitNow::Done(Err(StorageError::Closed));
-        }
-        let batch = std::slice::from_ref(&request);
-        let outcomes = apply_batch(&inner, batch);
-        CommitNow::Done(
-            publish(&inner, batch, outcomes)
-                .pop()
-                .unwrap_or(Err(StorageError::Closed)),
-        )
+        let answer = commit_inline(&self.inner, std::slice::from_ref(&request), false).pop();
+        CommitNow::Done(answer.unwrap_or(Err(StorageError::Closed)))
     }
 
     /// What the commit sends to be validated and applied.
@@ -779,13 +763,13 @@ impl Committer {
     async fn commit_batch(&self, batch: Vec<CommitRequest>) {
         if !self.inner.engine.blocks() {
             // A memory engine never waits on I/O: no hop to the blocking pool.
-            let outcomes = apply_batch(&self.inner, &batch);
-            self.publish(batch, outcomes);
+            let answers = commit_inline(&self.inner, &batch, true);
+            self.answer(batch, answers);
             return;
         }
         let inner = self.inner.clone();
         let applied = self.blocking(move || {
-            let outcomes = apply_batch(&inner, &batch);
+            let outcomes = apply_batch(&inner, &batch, None);
             (batch, outcomes)
         });
         let (batch, outcomes) = match applied.await {
@@ -804,7 +788,13 @@ impl Committer {
 
     /// Publishes the batch's outcomes and answers every waiting committer.
     fn publish(&self, batch: Vec<CommitRequest>, outcomes: BatchOutcome) {
-        let answers = publish(&self.inner, &batch, outcomes);
+        let answers = record(&mut self.inner.occ(), &batch, outcomes);
+        observe(&self.inner, &batch, &answers);
+        self.answer(batch, answers);
+    }
+
+    /// Answers every waiting committer of `batch`.
+    fn answer(&self, batch: Vec<CommitRequest>, answers: Vec<Result<CommitInfo, StorageError>>) {
         for (request, answer) in batch.into_iter().zip(answers) {
             let CommitRequest { active, reply, .. } = request;
             drop(active);
@@ -853,78 +843,112 @@ impl Committer {
     }
 }
 
-/// Publishes versions for the successful commits of a batch (in order) and
-/// shows each to the observer; returns every request's answer, in order.
-fn publish(
+/// Validates, applies and publishes `batch` under one hold of the
+/// validation lock: for an engine that never blocks, so holding it across the
+/// engine's write costs no I/O wait. `closed_ok`: commit even if the store
+/// is closed (the committer's queued commits still complete).
+fn commit_inline(
     inner: &StoreInner,
+    batch: &[CommitRequest],
+    closed_ok: bool,
+) -> Vec<Result<CommitInfo, StorageError>> {
+    let observed = inner.observed.load(Ordering::SeqCst);
+    let _order = observed.then(|| lock(&inner.observing));
+    let answers = {
+        let mut occ = inner.occ();
+        if !closed_ok && inner.closed.load(Ordering::SeqCst) {
+            return batch.iter().map(|_| Err(StorageError::Closed)).collect();
+        }
+        let outcomes = apply_batch(inner, batch, Some(&occ));
+        record(&mut occ, batch, outcomes)
+    };
+    if observed {
+        observe(inner, batch, &answers);
+    }
+    answers
+}
+
+/// Publishes versions for the successful commits of a batch (in order) and
+/// counts them; returns every request's answer, in order.
+fn record(
+    occ: &mut OccState,
     batch: &[CommitRequest],
     outcomes: BatchOutcome,
 ) -> Vec<Result<CommitInfo, StorageError>> {
-    let stats = &inner.stats;
-    stats.batches.fetch_add(1, Ordering::Relaxed);
-    for outcome in &outcomes {
-        let counter = if outcome.is_ok() {
-            &stats.commits
-        } else {
-            &stats.rejected
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-    }
+    occ.stats.batches += 1;
     let mut answers = Vec::with_capacity(batch.len());
-    {
-        let mut occ = inner.occ();
-        // A write set is logged only while some snapshot may need
-        // validating against it: one registered now (snapshots register
-        // under this lock, at the current version).
-        let log = |occ: &mut OccState, request: &CommitRequest| {
-            occ.version += 1;
-            let version = occ.version;
-            if !occ.active.is_empty() {
-                let keys = request.writes.keys().cloned().collect();
-                occ.log.push_back(CommittedWrites { version, keys });
-            }
-            version
-        };
-        for (request, outcome) in batch.iter().zip(outcomes) {
-            if matches!(outcome, Err(StorageError::Io { .. } | StorageError::Failed { .. })) {
-                // The engine failed: its write may still have been applied
-                // (e.g. written, then the sync failed). Validate later
-                // commits against these writes as if they were, so no
-                // transaction that read the old values can commit on them.
-                log(&mut occ, request);
-            }
-            answers.push(outcome.map(|()| CommitInfo {
-                version: log(&mut occ, request),
-            }));
+    // A write set is logged only while some snapshot may need validating
+    // against it: one registered now (snapshots register under this lock,
+    // at the current version).
+    let log = |occ: &mut OccState, request: &CommitRequest| {
+        occ.version += 1;
+        let version = occ.version;
+        if !occ.active.is_empty() {
+            let keys = request.writes.keys().cloned().collect();
+            occ.log.push_back(CommittedWrites { version, keys });
         }
-        // Commits that never read register no snapshot, whose release
-        // would prune: keep the log to what live snapshots still need.
-        occ.prune();
-    }
-    let observer = if inner.observed.load(Ordering::SeqCst) {
-        lock(&inner.observer).clone()
-    } else {
-        None
+        version
     };
+    for (request, outcome) in batch.iter().zip(outcomes) {
+        if matches!(outcome, Err(StorageError::Io { .. } | StorageError::Failed { .. })) {
+            // The engine failed: its write may still have been applied
+            // (e.g. written, then the sync failed). Validate later commits
+            // against these writes as if they were, so no transaction that
+            // read the old values can commit on them.
+            log(occ, request);
+        }
+        match outcome {
+            Ok(()) => {
+                occ.stats.commits += 1;
+                answers.push(Ok(CommitInfo {
+                    version: log(occ, request),
+                }));
+            }
+            Err(error) => {
+                occ.stats.rejected += 1;
+                answers.push(Err(error));
+            }
+        }
+    }
+    // Commits that never read register no snapshot, whose release would
+    // prune: keep the log to what live snapshots still need.
+    occ.prune();
+    answers
+}
+
+/// Shows the batch's applied commits to the observer, if one is set.
+fn observe(inner: &StoreInner, batch: &[CommitRequest], answers: &[Result<CommitInfo, StorageError>]) {
+    if !inner.observed.load(Ordering::SeqCst) {
+        return;
+    }
+    let observer = lock(&inner.observer).clone();
     if let Some(observer) = observer {
-        for (request, answer) in batch.iter().zip(&answers) {
+        for (request, answer) in batch.iter().zip(answers) {
             if let Ok(info) = answer {
                 observer(info.version, &request.writes);
             }
         }
     }
-    answers
 }
 
-/// Validates and applies a batch in one engine transaction.
-fn apply_batch(inner: &StoreInner, batch: &[CommitRequest]) -> BatchOutcome {
+/// Validates and applies a batch in one engine transaction, against `held`
+/// (the validation state, locked by the caller) or else locking it inside
+/// the engine's transaction.
+fn apply_batch(inner: &StoreInner, batch: &[CommitRequest], held: Option<&OccState>) -> BatchOutcome {
     let mut outcomes: BatchOutcome = Vec::with_capacity(batch.len());
     let written = inner.engine.write(&mut |view| {
         outcomes.clear();
-        let occ = inner.occ();
+        let locked;
+        let occ: &OccState = match held {
+            Some(occ) => occ,
+            None => {
+                locked = inner.occ();
+                &locked
+            }
+        };
         let mut applied: Vec<&CommitRequest> = Vec::new();
         for request in batch {
-            if let Some(key) = conflict(request, &occ, &applied) {
+            if let Some(key) = conflict(request, occ, &applied) {
                 outcomes.push(Err(StorageError::Conflict { key: printable(&key) }));
                 continue;
             }

@@ -376,6 +376,63 @@ async fn concurrent_commits_share_durable_writes() {
     assert!(stats.batches < 640, "group commit batched nothing: {stats:?}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::disallowed_methods)] // Test harness concurrency, not code under test.
+async fn concurrent_inline_commits_lose_no_update_and_number_every_commit_once() {
+    // Two workers increment one counter with read-modify-write
+    // transactions, committed inline (the memory engine), retrying on
+    // conflict. Validation, apply and version must happen as one step: a
+    // commit validated before another's writes are logged would lose an
+    // increment, or two commits would share a version.
+    let store = store_on(Arc::new(MemoryEngine::new()));
+    let counter = actor("counter");
+    let mut handles = Vec::new();
+    for _ in 0..2 {
+        let store = store.clone();
+        let counter = counter.clone();
+        handles.push(tokio::spawn(async move {
+            let (mut versions, mut conflicts) = (Vec::new(), 0u64);
+            while versions.len() < 2_000 {
+                let mut txn = store.begin().expect("begin");
+                let value = txn.get(&counter, b"n").expect("get");
+                let n: u64 = value.map_or(0, |bytes| {
+                    std::str::from_utf8(&bytes).expect("utf8").parse().expect("n")
+                });
+                txn.put(&counter, b"n", Bytes::from((n + 1).to_string())).expect("put");
+                match txn.commit_now() {
+                    CommitNow::Done(Ok(info)) => versions.push(info.version),
+                    CommitNow::Done(Err(StorageError::Conflict { .. })) => conflicts += 1,
+                    other => panic!("unexpected commit outcome: {other:?}"),
+                }
+                tokio::task::yield_now().await;
+            }
+            (versions, conflicts)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut conflicts = 0;
+    for handle in handles {
+        let (versions, rejected) = handle.await.expect("writer");
+        assert!(
+            versions.windows(2).all(|pair| pair[0] < pair[1]),
+            "versions go backwards"
+        );
+        all.extend(versions);
+        conflicts += rejected;
+    }
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        (1..=4_000).collect::<Vec<u64>>(),
+        "every commit numbered once, none skipped"
+    );
+    let mut check = store.begin().expect("begin");
+    assert_eq!(check.get(&counter, b"n"), Ok(Some(Bytes::from("4000"))));
+    assert_eq!(store.version(), 4_000);
+    let stats = store.stats();
+    assert_eq!((stats.commits, stats.rejected), (4_000, conflicts));
+}
+
 #[tokio::test]
 async fn embedded_commits_survive_reopen_and_a_second_opener_is_refused() {
     let dir = tempfile::tempdir().expect("tempdir");
