@@ -59,6 +59,8 @@ const RSS_WARMUP: u64 = 200;
 const SUMMARY_W1_ASKS: u64 = 20_000;
 const SUMMARY_LATENCY_SAMPLES: usize = 10_000;
 const SUMMARY_W2_ASKS: u64 = 64_000;
+/// W2 state-changing asks over the durable store (each waits for an fsync).
+const SUMMARY_W2_DURABLE_ASKS: u64 = 16_000;
 /// The child process measuring one system's resident memory gets its name here.
 const RSS_PROBE_ENV: &str = "KELPIE_BENCH_RUNTIME_RSS_PROBE";
 
@@ -168,11 +170,12 @@ impl Kelpie {
         Self::new(Arc::new(MemoryEngine::new()), temp_dir("kelpie-bench-runtime-"), actors)
     }
 
-    /// Over the embedded durable engine (every commit is fsynced, group commit).
-    fn embedded() -> Self {
+    /// Over the embedded durable engine (every commit is fsynced, group
+    /// commit), with the ids of `actors` actors.
+    fn embedded(actors: usize) -> Self {
         let dir = temp_dir("kelpie-bench-runtime-");
         let engine = Arc::new(EmbeddedEngine::open_dir(dir.path()).expect("open embedded engine"));
-        Self::new(engine, dir, 0)
+        Self::new(engine, dir, actors)
     }
 
     fn stats(&self) -> StoreStats {
@@ -641,14 +644,21 @@ struct Systems {
     kelpie: Arc<Kelpie>,
     /// Kelpie over the embedded durable engine (cold activations).
     kelpie_cold: Arc<Kelpie>,
+    /// Kelpie over the embedded durable engine with W2's actors: what W2
+    /// costs with every commit on disk (the summary only).
+    kelpie_durable: Arc<Kelpie>,
     peers: Vec<(&'static str, Arc<dyn System>)>,
 }
 
 impl Systems {
     fn start(runtime: &tokio::runtime::Runtime) -> Self {
-        let (kelpie, kelpie_cold) = {
+        let (kelpie, kelpie_cold, kelpie_durable) = {
             let _entered = runtime.enter();
-            (Arc::new(Kelpie::in_memory(ACTORS)), Arc::new(Kelpie::embedded()))
+            (
+                Arc::new(Kelpie::in_memory(ACTORS)),
+                Arc::new(Kelpie::embedded(0)),
+                Arc::new(Kelpie::embedded(ACTORS)),
+            )
         };
         let peers = PEERS
             .iter()
@@ -660,11 +670,14 @@ impl Systems {
         let systems = Self {
             kelpie,
             kelpie_cold,
+            kelpie_durable,
             peers,
         };
         for (_, system) in systems.hot() {
             warm_all(runtime, &system);
         }
+        let durable: Arc<dyn System> = systems.kelpie_durable.clone();
+        warm_all(runtime, &durable);
         systems
     }
 
@@ -795,6 +808,24 @@ fn print_summary(runtime: &tokio::runtime::Runtime, systems: &Systems) {
         concurrent_asks(runtime, &kelpie, SUMMARY_W2_ASKS, 0xBEEF, CounterMessage::Get),
     );
     systems.kelpie.with_deadline.store(false, Ordering::Relaxed);
+    // Kelpie again over the embedded durable store: every commit fsynced.
+    let durable: Arc<dyn System> = systems.kelpie_durable.clone();
+    let durable_before = systems.kelpie_durable.stats();
+    let w2_durable = per_second(
+        SUMMARY_W2_DURABLE_ASKS,
+        concurrent(runtime, &durable, SUMMARY_W2_DURABLE_ASKS, 0xC0FFEE),
+    );
+    let durable_after = systems.kelpie_durable.stats();
+    let w2_reads_durable = per_second(
+        SUMMARY_W2_ASKS,
+        concurrent_asks(runtime, &durable, SUMMARY_W2_ASKS, 0xBEEF, CounterMessage::Get),
+    );
+    let durable_commits = durable_after.commits - durable_before.commits;
+    let durable_batches = durable_after.batches - durable_before.batches;
+    assert_eq!(
+        durable_commits, SUMMARY_W2_DURABLE_ASKS,
+        "kelpie committed every durable W2 invocation"
+    );
     let best_w2 = w2[2..].iter().copied().fold(f64::MIN, f64::max);
     let best_w2_reads = w2_reads[2..].iter().copied().fold(f64::MIN, f64::max);
     let cold_before = systems.kelpie_cold.stats();
@@ -885,6 +916,14 @@ fn print_summary(runtime: &tokio::runtime::Runtime, systems: &Systems) {
         w2_commits as f64 / w2_batches.max(1) as f64
     );
     println!(
+        "kelpie W2 over the embedded durable store (each commit fsynced before the reply, group commit): \
+         {w2_durable:.0} msg/s ({:.3} of best; {durable_commits} commits in {durable_batches} fsynced batches, \
+         {:.1} per batch); W2 reads = {w2_reads_durable:.0} msg/s ({:.3} of best)",
+        w2_durable / best_w2,
+        durable_commits as f64 / durable_batches.max(1) as f64,
+        w2_reads_durable / best_w2_reads
+    );
+    println!(
         "cold: kelpie = claim + fence + load from the embedded durable store (fsync, group commit) + first \
          invocation ({cold_commits} commits in {cold_batches} batches); peers = spawn + first ask"
     );
@@ -916,5 +955,6 @@ fn main() {
     runtime.block_on(async {
         systems.kelpie.close().await;
         systems.kelpie_cold.close().await;
+        systems.kelpie_durable.close().await;
     });
 }
