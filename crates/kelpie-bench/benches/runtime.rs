@@ -19,8 +19,10 @@
 //!   another one freed).
 //!
 //! After criterion's groups, a separate timed pass measures every system
-//! again and prints a summary table with Kelpie's ratio to the best actor
-//! framework (ractor, kameo: the target; raw tokio is a reference).
+//! again, W1 and W2 in five rounds with the systems taking turns, and prints
+//! each system's median in a summary table with Kelpie's ratio to the best
+//! actor framework (ractor, kameo: the target; raw tokio is a
+//! reference).
 //!
 //! Run: `cargo bench -p kelpie-bench --bench runtime`.
 
@@ -59,6 +61,10 @@ const RSS_WARMUP: u64 = 200;
 const SUMMARY_W1_ASKS: u64 = 20_000;
 const SUMMARY_LATENCY_SAMPLES: usize = 10_000;
 const SUMMARY_W2_ASKS: u64 = 64_000;
+/// Rounds of the summary's throughput passes, every system once per round
+/// in turn; each system's median is reported, so a noisy moment on the
+/// machine moves one round of one system, not the table.
+const SUMMARY_ROUNDS: usize = 5;
 /// W2 state-changing asks over the durable store (each waits for an fsync).
 const SUMMARY_W2_DURABLE_ASKS: u64 = 16_000;
 /// The child process measuring one system's resident memory gets its name here.
@@ -769,31 +775,44 @@ impl Row {
 }
 
 /// Measures every system again, in this run, and prints the ratios.
+/// Each system's median of `SUMMARY_ROUNDS` measurements by `rate`, the
+/// systems taking turns within each round.
+fn median_rates(systems: &[(&'static str, Arc<dyn System>)], rate: impl Fn(&Arc<dyn System>) -> f64) -> Vec<f64> {
+    let mut rounds: Vec<Vec<f64>> = vec![Vec::with_capacity(SUMMARY_ROUNDS); systems.len()];
+    for _ in 0..SUMMARY_ROUNDS {
+        for (rates, (_, system)) in rounds.iter_mut().zip(systems) {
+            rates.push(rate(system));
+        }
+    }
+    rounds
+        .into_iter()
+        .map(|mut rates| {
+            rates.sort_by(f64::total_cmp);
+            rates[rates.len() / 2]
+        })
+        .collect()
+}
+
 fn print_summary(runtime: &tokio::runtime::Runtime, systems: &Systems) {
     let hot = systems.hot();
     let cold_systems = systems.cold();
 
-    let w1: Vec<f64> = hot
-        .iter()
-        .map(|(_, system)| per_second(SUMMARY_W1_ASKS, sequential(runtime, system, SUMMARY_W1_ASKS)))
-        .collect();
+    let w1 = median_rates(&hot, |system| {
+        per_second(SUMMARY_W1_ASKS, sequential(runtime, system, SUMMARY_W1_ASKS))
+    });
     let latencies: Vec<Vec<Duration>> = hot
         .iter()
         .map(|(_, system)| sampled(runtime, system, SUMMARY_LATENCY_SAMPLES))
         .collect();
     let stats_before = systems.kelpie.stats();
-    let w2: Vec<f64> = hot
-        .iter()
-        .map(|(_, system)| per_second(SUMMARY_W2_ASKS, concurrent(runtime, system, SUMMARY_W2_ASKS, 0xC0FFEE)))
-        .collect();
+    let w2 = median_rates(&hot, |system| {
+        per_second(SUMMARY_W2_ASKS, concurrent(runtime, system, SUMMARY_W2_ASKS, 0xC0FFEE))
+    });
     let stats_after = systems.kelpie.stats();
-    let w2_reads: Vec<f64> = hot
-        .iter()
-        .map(|(_, system)| {
-            let elapsed = concurrent_asks(runtime, system, SUMMARY_W2_ASKS, 0xBEEF, CounterMessage::Get);
-            per_second(SUMMARY_W2_ASKS, elapsed)
-        })
-        .collect();
+    let w2_reads = median_rates(&hot, |system| {
+        let elapsed = concurrent_asks(runtime, system, SUMMARY_W2_ASKS, 0xBEEF, CounterMessage::Get);
+        per_second(SUMMARY_W2_ASKS, elapsed)
+    });
     assert_eq!(
         systems.kelpie.stats().commits,
         stats_after.commits,
@@ -801,12 +820,14 @@ fn print_summary(runtime: &tokio::runtime::Runtime, systems: &Systems) {
     );
     // Kelpie again with the default deadline: what its timer costs.
     systems.kelpie.with_deadline.store(true, Ordering::Relaxed);
-    let kelpie: Arc<dyn System> = systems.kelpie.clone();
-    let w2_deadline = per_second(SUMMARY_W2_ASKS, concurrent(runtime, &kelpie, SUMMARY_W2_ASKS, 0xC0FFEE));
-    let w2_reads_deadline = per_second(
-        SUMMARY_W2_ASKS,
-        concurrent_asks(runtime, &kelpie, SUMMARY_W2_ASKS, 0xBEEF, CounterMessage::Get),
-    );
+    let kelpie: [(&'static str, Arc<dyn System>); 1] = [(KELPIE, systems.kelpie.clone())];
+    let w2_deadline = median_rates(&kelpie, |system| {
+        per_second(SUMMARY_W2_ASKS, concurrent(runtime, system, SUMMARY_W2_ASKS, 0xC0FFEE))
+    })[0];
+    let w2_reads_deadline = median_rates(&kelpie, |system| {
+        let elapsed = concurrent_asks(runtime, system, SUMMARY_W2_ASKS, 0xBEEF, CounterMessage::Get);
+        per_second(SUMMARY_W2_ASKS, elapsed)
+    })[0];
     systems.kelpie.with_deadline.store(false, Ordering::Relaxed);
     // Kelpie again over the embedded durable store: every commit fsynced.
     let durable: Arc<dyn System> = systems.kelpie_durable.clone();
@@ -816,10 +837,10 @@ fn print_summary(runtime: &tokio::runtime::Runtime, systems: &Systems) {
         concurrent(runtime, &durable, SUMMARY_W2_DURABLE_ASKS, 0xC0FFEE),
     );
     let durable_after = systems.kelpie_durable.stats();
-    let w2_reads_durable = per_second(
-        SUMMARY_W2_ASKS,
-        concurrent_asks(runtime, &durable, SUMMARY_W2_ASKS, 0xBEEF, CounterMessage::Get),
-    );
+    let w2_reads_durable = median_rates(&[(KELPIE, durable.clone())], |system| {
+        let elapsed = concurrent_asks(runtime, system, SUMMARY_W2_ASKS, 0xBEEF, CounterMessage::Get);
+        per_second(SUMMARY_W2_ASKS, elapsed)
+    })[0];
     let durable_commits = durable_after.commits - durable_before.commits;
     let durable_batches = durable_after.batches - durable_before.batches;
     assert_eq!(
@@ -838,7 +859,11 @@ fn print_summary(runtime: &tokio::runtime::Runtime, systems: &Systems) {
 
     let w2_commits = stats_after.commits - stats_before.commits;
     let w2_batches = stats_after.batches - stats_before.batches;
-    assert_eq!(w2_commits, SUMMARY_W2_ASKS, "kelpie committed every W2 invocation");
+    assert_eq!(
+        w2_commits,
+        SUMMARY_W2_ASKS * SUMMARY_ROUNDS as u64,
+        "kelpie committed every W2 invocation"
+    );
     let cold_commits = cold_after.commits - cold_before.commits;
     let cold_batches = cold_after.batches - cold_before.batches;
 
