@@ -38,20 +38,25 @@ pub type WriteBody<'a> = &'a mut dyn FnMut(&mut dyn WriteView) -> Result<(), Sto
 
 /// A key-value engine with snapshots and atomic write transactions.
 pub trait Engine: Send + Sync + 'static {
-    /// A snapshot of everything committed so far.
+    /// A snapshot of everything committed so far. The store calls it under
+    /// its validation lock: it must not wait for a write in progress, nor
+    /// call back into the store.
     fn snapshot(&self) -> Result<Box<dyn Snapshot>, StorageError>;
 
     /// Runs `body` in one write transaction. If it returns `Ok`, every write
     /// it made commits atomically — and, for a durable engine, is on stable
     /// storage before this returns `Ok`. If it returns `Err` (or the commit
-    /// fails), none of its writes are applied.
+    /// fails), none of its writes are applied. For an engine that never
+    /// blocks, the store calls it under its validation lock: it must not call
+    /// back into the store.
     fn write(&self, body: WriteBody<'_>) -> Result<(), StorageError>;
 
     /// Whether a successful [`Engine::write`] survives a crash.
     fn is_durable(&self) -> bool;
 
-    /// Whether [`Engine::write`] may block on I/O (then the store runs it on
-    /// the blocking seam; otherwise inline in the committer task).
+    /// Whether [`Engine::write`] may block on I/O (then the store's
+    /// committer task runs it on the blocking seam, one batch of commits at
+    /// a time; otherwise the committing caller runs it at once).
     fn blocks(&self) -> bool {
         self.is_durable()
     }

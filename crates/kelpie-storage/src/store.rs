@@ -15,11 +15,14 @@
 //! commit, and costs no snapshot at all (the runtime's handlers that only
 //! write, the common case, take this path).
 //!
-//! **Group commit.** Commits queue to one committer task, which takes every
-//! queued commit (up to [`COMMIT_BATCH_MAX`]) and runs them in one engine
-//! write transaction — one fsync for the whole batch — validating each in
-//! order and skipping (failing) those that conflict or are fenced. Each
-//! caller is answered only after the batch is durable.
+//! **Group commit.** On an engine that blocks (a durable one), commits
+//! queue to one committer task, which takes every queued commit (up to
+//! [`COMMIT_BATCH_MAX`]) and runs them in one engine write transaction —
+//! one fsync for the whole batch — validating each in order and skipping
+//! (failing) those that conflict or are fenced. Each caller is answered
+//! only after the batch is durable. On an engine that never blocks (the
+//! in-memory one), each commit is validated, applied and numbered at once,
+//! in the caller, under the store's validation lock.
 //!
 //! **Fencing.** A commit may carry a precondition "key K holds token T",
 //! checked inside the same engine transaction as its writes.
@@ -91,7 +94,7 @@ impl OccState {
     }
 }
 
-/// Counters of the committer.
+/// Commit counters (of the committer, or of inline commits: one batch each).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct StoreStats {
     /// Transactions committed.
@@ -111,10 +114,12 @@ struct StoreInner {
     /// Whether `observer` is set (read on every commit without the lock).
     observed: AtomicBool,
     engine: Arc<dyn Engine>,
-    /// The validation state. Lock order: `occ`, then the engine's own locks
-    /// (an inline commit validates, applies and publishes under it); a
-    /// blocking engine's write takes it inside its transaction, and no
-    /// caller holds it then.
+    /// The validation state. Lock order: `observing` (when held), `occ`,
+    /// then the engine's own locks: an inline commit validates, applies and
+    /// publishes under `occ`, and a snapshot is taken under it. A blocking
+    /// engine's write (the committer task) takes `occ` inside its write
+    /// transaction, so that engine's snapshots must never wait for its
+    /// writer.
     occ: Mutex<OccState>,
     queue: Mutex<Option<futures::channel::mpsc::Sender<CommitRequest>>>,
     /// Set once `queue` is taken: the store accepts no more commits.
@@ -269,8 +274,9 @@ impl Store {
 
     /// Calls `observer` for every commit applied from now on, in commit
     /// order, before the committer answers it. Set it before the first
-    /// commit: commits already under way when it is set may be seen out of
-    /// order.
+    /// commit: commits already under way when it is set are seen, but may
+    /// be seen out of order. The observer must not commit to this store.
+    /// (It may read: it is called without the store's locks.)
     pub fn observe_commits(&self, observer: CommitObserver) {
         *self
             .inner
@@ -763,6 +769,9 @@ impl Committer {
     async fn commit_batch(&self, batch: Vec<CommitRequest>) {
         if !self.inner.engine.blocks() {
             // A memory engine never waits on I/O: no hop to the blocking pool.
+            // (Its commits are made inline by `commit_now` and do not reach
+            // the committer today; this keeps the committer correct for any
+            // engine.)
             let answers = commit_inline(&self.inner, &batch, true);
             self.answer(batch, answers);
             return;
@@ -862,9 +871,9 @@ fn commit_inline(
         let outcomes = apply_batch(inner, batch, Some(&occ));
         record(&mut occ, batch, outcomes)
     };
-    if observed {
-        observe(inner, batch, &answers);
-    }
+    // Read again: a commit under way when the observer was set is shown
+    // too (perhaps out of order).
+    observe(inner, batch, &answers);
     answers
 }
 

@@ -376,23 +376,20 @@ async fn concurrent_commits_share_durable_writes() {
     assert!(stats.batches < 640, "group commit batched nothing: {stats:?}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+/// Commits per worker in the concurrent inline-commit test.
+const INLINE_COMMITS_PER_WORKER: u64 = 5_000;
+
+/// Two workers increment one counter with read-modify-write transactions
+/// committed inline, retrying on conflict; returns how many were refused.
 #[allow(clippy::disallowed_methods)] // Test harness concurrency, not code under test.
-async fn concurrent_inline_commits_lose_no_update_and_number_every_commit_once() {
-    // Two workers increment one counter with read-modify-write
-    // transactions, committed inline (the memory engine), retrying on
-    // conflict. Validation, apply and version must happen as one step: a
-    // commit validated before another's writes are logged would lose an
-    // increment, or two commits would share a version.
-    let store = store_on(Arc::new(MemoryEngine::new()));
-    let counter = actor("counter");
+async fn increment_from_two_workers(store: &Store, counter: &ActorId) -> u64 {
     let mut handles = Vec::new();
     for _ in 0..2 {
         let store = store.clone();
         let counter = counter.clone();
         handles.push(tokio::spawn(async move {
             let (mut versions, mut conflicts) = (Vec::new(), 0u64);
-            while versions.len() < 2_000 {
+            while (versions.len() as u64) < INLINE_COMMITS_PER_WORKER {
                 let mut txn = store.begin().expect("begin");
                 let value = txn.get(&counter, b"n").expect("get");
                 let n: u64 = value.map_or(0, |bytes| {
@@ -412,25 +409,59 @@ async fn concurrent_inline_commits_lose_no_update_and_number_every_commit_once()
     let mut all = Vec::new();
     let mut conflicts = 0;
     for handle in handles {
-        let (versions, rejected) = handle.await.expect("writer");
+        let (versions, refused) = handle.await.expect("writer");
         assert!(
             versions.windows(2).all(|pair| pair[0] < pair[1]),
             "versions go backwards"
         );
         all.extend(versions);
-        conflicts += rejected;
+        conflicts += refused;
     }
     all.sort_unstable();
+    let total = 2 * INLINE_COMMITS_PER_WORKER;
     assert_eq!(
         all,
-        (1..=4_000).collect::<Vec<u64>>(),
+        (1..=total).collect::<Vec<u64>>(),
         "every commit numbered once, none skipped"
     );
-    let mut check = store.begin().expect("begin");
-    assert_eq!(check.get(&counter, b"n"), Ok(Some(Bytes::from("4000"))));
-    assert_eq!(store.version(), 4_000);
-    let stats = store.stats();
-    assert_eq!((stats.commits, stats.rejected), (4_000, conflicts));
+    conflicts
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_inline_commits_lose_no_update_and_are_observed_in_commit_order() {
+    // Validation, apply and numbering of an inline commit (the memory
+    // engine) must be one step: a commit validated before an earlier one's
+    // writes are logged would lose an increment. With an observer set, it
+    // must see every commit, in commit order.
+    let total = 2 * INLINE_COMMITS_PER_WORKER;
+    for observed in [false, true] {
+        let store = store_on(Arc::new(MemoryEngine::new()));
+        let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
+        if observed {
+            let seen = seen.clone();
+            store.observe_commits(Arc::new(move |version, _writes| {
+                seen.lock().expect("observer log").push(version);
+            }));
+        }
+        let counter = actor("counter");
+        let conflicts = increment_from_two_workers(&store, &counter).await;
+        let mut check = store.begin().expect("begin");
+        assert_eq!(
+            check.get(&counter, b"n"),
+            Ok(Some(Bytes::from(total.to_string()))),
+            "observed: {observed}"
+        );
+        assert_eq!(store.version(), total);
+        let stats = store.stats();
+        assert_eq!(
+            (stats.commits, stats.rejected, stats.batches),
+            (total, conflicts, total + conflicts),
+            "one batch per inline commit"
+        );
+        let seen = seen.lock().expect("observer log").clone();
+        let expected: Vec<u64> = if observed { (1..=total).collect() } else { Vec::new() };
+        assert_eq!(seen, expected, "the observer saw every commit, in commit order");
+    }
 }
 
 #[tokio::test]
