@@ -778,11 +778,16 @@ impl AgentServerScenario {
             .harness("shared-store", move |env| {
                 Box::pin(async move {
                     let mirror_engine = Arc::new(MemoryEngine::new());
-                    let observed = store_ghost.clone();
+                    // Weak: the ghost keeps the store, which keeps this.
+                    let observed = Arc::downgrade(&store_ghost);
                     let copy = mirror_engine.clone();
                     let engine = FaultyEngine::new(
                         env.faults.clone(),
-                        Arc::new(move |writes| lock(&observed).applied(&copy, writes)),
+                        Arc::new(move |writes| {
+                            if let Some(ghost) = observed.upgrade() {
+                                lock(&ghost).applied(&copy, writes);
+                            }
+                        }),
                     );
                     let store = Store::new(Arc::new(engine), env.spawner.clone());
                     let mirror = Store::new(mirror_engine as Arc<dyn Engine>, env.spawner.clone());
@@ -803,6 +808,7 @@ impl AgentServerScenario {
             .invariant(AGENT_CREATE_ATOMIC, move |_| lock(&atomic_ghost).verdict().atomic)
             .invariant(IDEMPOTENT_CREATE, move |_| lock(&idempotent_ghost).verdict().idempotent)
             .run()?;
+        super::assert_ghost_released(&ghost, seed);
         let mut ghost = lock(&ghost);
         // The harness's own consistency: a mismatch is a bug of this file.
         let agents_committed = match ghost.full_scan_agrees() {

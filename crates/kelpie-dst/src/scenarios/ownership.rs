@@ -571,9 +571,12 @@ impl OwnershipScenario {
         simulation = simulation.harness("shared-store", move |env| {
             Box::pin(async move {
                 let store = Store::new(Arc::new(MemoryEngine::new()), env.spawner.clone());
-                let audit = store_ghost.clone();
+                // Weak: the ghost keeps the store, which keeps this.
+                let audit = Arc::downgrade(&store_ghost);
                 store.observe_commits(Arc::new(move |_version, writes| {
-                    lock(&audit).audit.commit(writes, b"last-token");
+                    if let Some(ghost) = audit.upgrade() {
+                        lock(&ghost).audit.commit(writes, b"last-token");
+                    }
                 }));
                 lock(&store_ghost).store = Some(store);
             })
@@ -637,6 +640,7 @@ impl OwnershipScenario {
                 }
             })
             .run()?;
+        super::assert_ghost_released(&ghost, seed);
         let ghost = lock(&ghost);
         let coverage = OwnershipCoverage {
             successes_after_quiet: ghost

@@ -608,11 +608,13 @@ impl RuntimeScenario {
                 Box::pin(async move {
                     // The audit sees what the engine applied, including
                     // writes whose commit was reported failed.
-                    let audit = store_ghost.clone();
+                    // Weak: the ghost keeps the store, which keeps this.
+                    let audit = Arc::downgrade(&store_ghost);
                     let engine = FaultyEngine::new(
                         env.faults.clone(),
                         Arc::new(move |writes| {
-                            let mut ghost = lock(&audit);
+                            let Some(ghost) = audit.upgrade() else { return };
+                            let mut ghost = lock(&ghost);
                             ghost.audit.commit(writes, TOKEN_KEY);
                             ghost.resurrection.commit(writes);
                         }),
@@ -654,6 +656,7 @@ impl RuntimeScenario {
             })
             .invariant(LINEARIZABLE, move |_| lock(&history_ghost).check_linearizable())
             .run()?;
+        super::assert_ghost_released(&ghost, seed);
         let ghost = lock(&ghost);
         let coverage = RuntimeCoverage {
             acknowledged: ghost.acknowledged,

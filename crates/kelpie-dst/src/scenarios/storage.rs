@@ -623,12 +623,12 @@ impl StorageScenario {
         let ghost: Ghost = Arc::new(Mutex::new(StorageGhost::default()));
         let boot_ghost = ghost.clone();
         let (g1, g2, g3, g4) = (ghost.clone(), ghost.clone(), ghost.clone(), ghost.clone());
-        let g5 = ghost;
+        let g5 = ghost.clone();
         let plant_reorder = self.plant_reorder;
         let mut durable_checked = BTreeMap::new();
         let mut atomic_checked = BTreeMap::new();
         let mut replay_checked = BTreeMap::new();
-        Simulation::new(seed)
+        let outcome = Simulation::new(seed)
             .nodes(self.nodes, move |env| {
                 StorageNode::start(env, boot_ghost.clone(), plant_reorder)
             })
@@ -652,6 +652,8 @@ impl StorageScenario {
                 let mut checked = BTreeMap::new();
                 move |_| check_effects_in_order(&ghost_lock(&g5), &mut checked)
             })
-            .run()
+            .run();
+        super::assert_ghost_released(&ghost, seed);
+        outcome
     }
 }
