@@ -310,7 +310,10 @@ enum ActorClaim {
         token: FencingToken,
         lease: LeaseId,
     },
-    Releasing,
+    /// Deleting the key of the claim that got `token`.
+    Releasing {
+        token: FencingToken,
+    },
     /// A release timed out: the delete may still land later. Until a
     /// retried release is answered, the old key must not be adopted again.
     ReleaseUnknown {
@@ -494,7 +497,7 @@ impl Ownership {
     }
 
     fn issue_release(&mut self, actor: ActorId, token: FencingToken, out: &mut Output) {
-        self.actors.insert(actor.clone(), ActorClaim::Releasing);
+        self.actors.insert(actor.clone(), ActorClaim::Releasing { token });
         let request = self.request(Pending::Release {
             actor: actor.clone(),
             token,
@@ -531,7 +534,9 @@ impl Ownership {
                 }
                 ActorClaim::Claiming { .. } | ActorClaim::LookingUp => out.events.push(Event::ClaimFailed { actor }),
                 // The keys die with the session lease.
-                ActorClaim::Releasing | ActorClaim::ReleaseUnknown { .. } => out.events.push(Event::Released { actor }),
+                ActorClaim::Releasing { .. } | ActorClaim::ReleaseUnknown { .. } => {
+                    out.events.push(Event::Released { actor })
+                }
             }
         }
     }
@@ -716,7 +721,12 @@ impl Ownership {
                     }
                 }
             }
-            Some(Pending::Release { actor, .. }) => {
+            // Only the answer to the release the actor is in: an answer to
+            // an older one (a claim and release ago, its key long gone) says
+            // nothing of the current key, whose own delete may be in flight.
+            Some(Pending::Release { actor, token })
+                if self.actors.get(&actor) == Some(&ActorClaim::Releasing { token }) =>
+            {
                 self.actors.remove(&actor);
                 out.events.push(Event::Released { actor });
             }
@@ -771,7 +781,10 @@ impl Ownership {
             }
             // The delete may still land: never adopt the old key again until a
             // retried release is answered (or the session ends).
-            Some(Pending::Release { actor, token }) if self.actors.get(&actor) == Some(&ActorClaim::Releasing) => {
+            // Only for the release the actor is in (see `answered`).
+            Some(Pending::Release { actor, token })
+                if self.actors.get(&actor) == Some(&ActorClaim::Releasing { token }) =>
+            {
                 self.actors.insert(actor, ActorClaim::ReleaseUnknown { token });
             }
             Some(Pending::Release { .. }) => {}
@@ -1087,6 +1100,93 @@ mod tests {
             panic!("{events:?}")
         };
         assert!(*token > old_token);
+    }
+
+    /// The single command of `output`: a transaction (its request and txn).
+    fn only_txn(output: &Output) -> (RequestId, Txn) {
+        let [Command::Txn { request, txn, .. }] = output.commands.as_slice() else {
+            panic!("expected one transaction: {output:?}")
+        };
+        (*request, txn.clone())
+    }
+
+    /// Found by the simulator (runtime scenario, seed 7011495): the outcome
+    /// of a release made for an earlier claim reached the actor while it
+    /// was releasing a newer claim. Its timeout turned that newer release
+    /// into a retry of the old one, whose answer (a failed compare: the old
+    /// key was long gone) was taken as "released"; a new claim then adopted
+    /// the newer key while its own delete was still in flight. The delete
+    /// landed, and another node claimed the actor while this one served it.
+    #[test]
+    fn the_outcome_of_an_earlier_release_never_ends_a_later_one() {
+        let mut store = CoordinationState::new();
+        let mut a = Ownership::new(NodeId::from_index(0), config());
+        run(&mut a, &mut store, Input::Claim { actor: actor() }, ms(0));
+        let first = a.serving_token(&actor(), ms(1)).expect("owned");
+        // Releasing the first claim: its answer is lost, and the retry
+        // the next tick sends is still in flight when the session ends.
+        let (request, _) = only_txn(&a.step(Input::Release { actor: actor() }, ms(10)));
+        let failure = Failure::Timeout;
+        assert_eq!(a.step(Input::Failed { request, failure }, ms(20)).events, vec![]);
+        let (old_retry, old_delete) = only_txn(&a.step(Input::Tick, ms(30)));
+        // Past its serving window the session ends (the keep-alives go
+        // unanswered); the store expires it, and the first key with it.
+        let events = a.step(Input::Tick, ms(950)).events;
+        assert_eq!(events, vec![Event::Released { actor: actor() }]);
+        store.expire_leases(ms(1_100));
+        // A second claim under a new session, then its release, in flight.
+        let events = run(&mut a, &mut store, Input::Claim { actor: actor() }, ms(1_200));
+        let [Event::Serving { token: second, .. }] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert!(*second > first);
+        let (release, delete) = only_txn(&a.step(Input::Release { actor: actor() }, ms(1_210)));
+        // The old retry's outcomes, either one, change nothing: no
+        // "released", no retry of the old release, no serving.
+        let failure = Failure::Timeout;
+        assert_eq!(
+            a.step(
+                Input::Failed {
+                    request: old_retry,
+                    failure
+                },
+                ms(1_220)
+            ),
+            Output::default()
+        );
+        let response = store.txn(&old_delete, ms(1_230)).expect("old delete");
+        assert!(!response.succeeded, "the first key is long gone");
+        let answer = Input::TxnAnswered {
+            request: old_retry,
+            response,
+        };
+        assert_eq!(a.step(answer, ms(1_230)), Output::default());
+        assert_eq!(
+            a.step(Input::Tick, ms(1_240)),
+            Output::default(),
+            "no retry of the old release"
+        );
+        // So a claim now must not adopt the second key: its delete may land.
+        let output = a.step(Input::Claim { actor: actor() }, ms(1_250));
+        assert_eq!(output, Output::default());
+        assert_eq!(a.serving_token(&actor(), ms(1_250)), None);
+        // The second release is answered: released, and a new claim gets a
+        // new, larger token.
+        let response = store.txn(&delete, ms(1_260)).expect("delete");
+        assert!(response.succeeded);
+        let output = a.step(
+            Input::TxnAnswered {
+                request: release,
+                response,
+            },
+            ms(1_260),
+        );
+        assert_eq!(output.events, vec![Event::Released { actor: actor() }]);
+        let events = run(&mut a, &mut store, Input::Claim { actor: actor() }, ms(1_270));
+        let [Event::Serving { token: third, .. }] = events.as_slice() else {
+            panic!("{events:?}")
+        };
+        assert!(third > second);
     }
 
     #[test]
